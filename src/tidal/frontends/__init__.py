@@ -1,0 +1,1 @@
+"""Transports in front of the one ``InferenceServer`` facade."""

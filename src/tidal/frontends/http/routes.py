@@ -1,0 +1,64 @@
+"""Matching v2 REST paths to route names, without a web framework in the hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from tidal.core.errors import InferenceError
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A matched path: which endpoint, for which model and version (if any)."""
+
+    name: str
+    model: str = ""
+    version: int | None = None
+
+
+# endpoint name -> the one method it answers
+METHODS: dict[str, str] = {
+    "server_metadata": "GET",
+    "health_live": "GET",
+    "health_ready": "GET",
+    "model_metadata": "GET",
+    "model_ready": "GET",
+    "model_config": "GET",
+    "model_infer": "POST",
+}
+
+_MODEL_ACTIONS = {"ready": "model_ready", "config": "model_config", "infer": "model_infer"}
+
+
+def match_route(path: str) -> Route | None:
+    """The route for a path, or None when no endpoint has that path."""
+    parts = path.strip("/").split("/")
+    if not parts or parts[0] != "v2":
+        return None
+    rest = parts[1:]
+    if not rest:
+        return Route("server_metadata")
+    if rest[0] == "health" and len(rest) == 2 and rest[1] in ("live", "ready"):
+        return Route(f"health_{rest[1]}")
+    if rest[0] != "models" or len(rest) < 2 or not rest[1]:
+        return None
+    model = unquote(rest[1])
+    tail = rest[2:]
+    version = None
+    if len(tail) >= 2 and tail[0] == "versions":
+        version = _version(model, unquote(tail[1]))
+        tail = tail[2:]
+    if not tail:
+        return Route("model_metadata", model, version)
+    if len(tail) == 1 and tail[0] in _MODEL_ACTIONS:
+        return Route(_MODEL_ACTIONS[tail[0]], model, version)
+    return None
+
+
+def _version(model: str, text: str) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise InferenceError.invalid(
+            f"model '{model}': version '{text}' in the path must be a non-negative integer"
+        )
+    return int(text)

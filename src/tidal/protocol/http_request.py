@@ -1,0 +1,228 @@
+"""Decoding v2 HTTP inference requests: JSON, the binary data extension, and raw binary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tidal.config.model_config import ModelConfig
+from tidal.core.datatypes import DataType
+from tidal.core.errors import InferenceError
+from tidal.core.types import InferInput, InferRequest, RequestedOutput
+from tidal.protocol.tensor_bytes import element_count, tensor_from_bytes
+
+# Types JSON cannot carry faithfully; Triton takes them only as binary data.
+_BINARY_ONLY = (DataType.FP16, DataType.BF16)
+
+
+def decode_infer_request(
+    body: bytes,
+    header_length: int | None,
+    model_name: str,
+    model_version: int | None,
+) -> InferRequest:
+    """Build a request from an HTTP body. ``header_length`` is the value of
+    ``Inference-Header-Content-Length`` (None when absent: the body is all JSON)."""
+    if header_length is None:
+        header_bytes, binary = body, memoryview(b"")
+    else:
+        if header_length < 0 or header_length > len(body):
+            raise InferenceError.invalid(
+                f"Inference-Header-Content-Length {header_length} is larger than the request "
+                f"body ({len(body)} bytes)"
+            )
+        view = memoryview(body)
+        header_bytes, binary = view[:header_length], view[header_length:]
+    try:
+        header = orjson.loads(header_bytes)
+    except orjson.JSONDecodeError as exc:
+        raise InferenceError.invalid(f"failed to parse the request JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise InferenceError.invalid("the request body must be a JSON object")
+    return _request_from_header(header, binary, model_name, model_version)
+
+
+def decode_raw_binary_request(
+    body: bytes, config: ModelConfig, model_version: int | None
+) -> InferRequest:
+    """The raw-binary form: the whole body is the one input's data, described by the config
+    (batch 1 for a batching model; a single element for BYTES)."""
+    if len(config.inputs) != 1:
+        raise InferenceError.invalid(
+            f"raw binary request body for model '{config.name}' needs a model with exactly one "
+            f"input, it has {len(config.inputs)}"
+        )
+    spec = config.inputs[0]
+    datatype = spec.data_type or DataType.BYTES
+    if datatype is DataType.BYTES:
+        shape = (1,) * max(len(spec.dims), 1)
+        data = np.empty(1, dtype=object)
+        data[0] = bytes(body)
+        data = data.reshape(shape)
+    else:
+        shape = _shape_from_size(config.name, spec.name, spec.dims, datatype, len(body))
+        data = tensor_from_bytes(spec.name, datatype, shape, body)
+    if config.batching:
+        shape, data = (1, *shape), data.reshape((1, *shape))
+    return InferRequest(
+        model_name=config.name,
+        model_version=model_version,
+        inputs=[InferInput(spec.name, datatype, shape, data)],
+        parameters={"binary_data_output": True},
+    )
+
+
+def _request_from_header(
+    header: dict[str, Any], binary: memoryview, model_name: str, model_version: int | None
+) -> InferRequest:
+    raw_inputs = header.get("inputs")
+    if not isinstance(raw_inputs, list):
+        raise InferenceError.invalid("the request must have an 'inputs' list")
+    parameters = _object(header.get("parameters"), "request 'parameters'")
+    offset = 0
+    inputs = []
+    for raw in raw_inputs:
+        tensor, used = _decode_input(raw, binary, offset)
+        inputs.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise InferenceError.invalid(
+            f"the request carries {len(binary)} bytes of binary data after the JSON header, "
+            f"but its inputs' binary_data_size add up to {offset}"
+        )
+    outputs = header.get("outputs")
+    request_id = header.get("id")
+    return InferRequest(
+        model_name=model_name,
+        model_version=model_version,
+        inputs=inputs,
+        id=None if request_id is None else str(request_id),
+        outputs=None if outputs is None else _decode_outputs(outputs),
+        parameters=parameters,
+    )
+
+
+def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[InferInput, int]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise InferenceError.invalid("each input must be an object with a 'name'")
+    name = raw["name"]
+    shape = _shape(name, raw.get("shape"))
+    try:
+        datatype = DataType.parse(raw.get("datatype", ""))
+    except (ValueError, TypeError):
+        raise InferenceError.invalid(
+            f"input '{name}' has an unknown datatype {raw.get('datatype')!r}"
+        ) from None
+    parameters = _object(raw.get("parameters"), f"input '{name}' parameters")
+    size = parameters.pop("binary_data_size", None)
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InferenceError.invalid(f"input '{name}': binary_data_size must be an integer")
+        if offset + size > len(binary):
+            raise InferenceError.invalid(
+                f"input '{name}': binary_data_size {size} runs past the end of the request "
+                f"body ({len(binary) - offset} bytes left)"
+            )
+        data = tensor_from_bytes(name, datatype, shape, binary[offset : offset + size])
+        return InferInput(name, datatype, shape, data, parameters), size
+    if "data" not in raw:
+        raise InferenceError.invalid(f"input '{name}' has neither 'data' nor binary_data_size")
+    data = _json_data(name, datatype, shape, raw["data"])
+    return InferInput(name, datatype, shape, data, parameters), 0
+
+
+def _json_data(name: str, datatype: DataType, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    if datatype in _BINARY_ONLY:
+        raise InferenceError.invalid(
+            f"input '{name}': {datatype.value} data must be sent as binary data "
+            "(binary_data_size), JSON cannot carry it"
+        )
+    if not isinstance(data, list):
+        data = [data]
+    try:
+        if datatype is DataType.BYTES:
+            flat = np.array(data, dtype=object).ravel()
+            array = np.empty(flat.size, dtype=object)
+            array[:] = [_as_bytes(name, item) for item in flat]
+        else:
+            array = np.array(data, dtype=datatype.numpy_dtype).ravel()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InferenceError.invalid(
+            f"input '{name}': data cannot be read as {datatype.value}: {exc}"
+        ) from None
+    expected = element_count(shape)
+    if array.size != expected:
+        raise InferenceError.invalid(
+            f"input '{name}': got {array.size} elements in 'data', but shape {list(shape)} "
+            f"needs {expected}"
+        )
+    return array.reshape(shape)
+
+
+def _as_bytes(name: str, item: Any) -> bytes:
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    if isinstance(item, list):  # ragged nesting
+        raise ValueError("nested lists of different lengths")
+    raise InferenceError.invalid(f"input '{name}': BYTES elements in JSON must be strings")
+
+
+def _decode_outputs(raw_outputs: Any) -> list[RequestedOutput]:
+    if not isinstance(raw_outputs, list):
+        raise InferenceError.invalid("'outputs' must be a list")
+    outputs = []
+    for raw in raw_outputs:
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            raise InferenceError.invalid("each requested output must be an object with a 'name'")
+        name = raw["name"]
+        parameters = _object(raw.get("parameters"), f"output '{name}' parameters")
+        binary = parameters.pop("binary_data", None)
+        classification = parameters.pop("classification", 0)
+        if binary is not None and not isinstance(binary, bool):
+            raise InferenceError.invalid(f"output '{name}': binary_data must be true or false")
+        if not isinstance(classification, int) or classification < 0:
+            raise InferenceError.invalid(
+                f"output '{name}': classification must be a non-negative integer"
+            )
+        outputs.append(RequestedOutput(name, binary, classification, parameters))
+    return outputs
+
+
+def _shape(name: str, raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw
+    ):
+        raise InferenceError.invalid(
+            f"input '{name}': 'shape' must be a list of non-negative integers, got {raw!r}"
+        )
+    return tuple(raw)
+
+
+def _object(raw: Any, what: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InferenceError.invalid(f"{what} must be a JSON object")
+    return dict(raw)
+
+
+def _shape_from_size(
+    model: str, name: str, dims: tuple[int, ...], datatype: DataType, size: int
+) -> tuple[int, ...]:
+    known = element_count(tuple(d for d in dims if d != -1)) * datatype.item_size
+    variable = dims.count(-1)
+    if variable > 1 or known == 0 or size % known:
+        raise InferenceError.invalid(
+            f"raw binary request for model '{model}': {size} bytes do not fit input '{name}' "
+            f"with dims {list(dims)} of {datatype.value}"
+        )
+    if variable == 0:
+        if size != known:
+            raise InferenceError.invalid(
+                f"raw binary request for model '{model}': input '{name}' needs {known} bytes, "
+                f"got {size}"
+            )
+        return dims
+    return tuple(size // known if d == -1 else d for d in dims)

@@ -1,0 +1,275 @@
+"""Fixtures that run the real ``tidal`` server as a subprocess and talk to it over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+import tritonclient.http as triton_http
+
+from .models import build_main_repository
+
+SRC_DIR = Path(__file__).resolve().parents[2] / "src"
+STARTED_RE = re.compile(r"Started HTTPService at ([0-9.]+):(\d+)")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+def tidal_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(SRC_DIR) + (os.pathsep + path if path else "")
+    return env
+
+
+def tidal_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tidal", *args]
+
+
+def run_tidal(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run ``python -m tidal ARGS`` to completion and capture its output."""
+    return subprocess.run(
+        tidal_command(*args),
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env=tidal_env(),
+        timeout=timeout,
+        check=False,
+    )
+
+
+class TidalServer:
+    """One ``python -m tidal serve`` subprocess whose stderr is drained by a thread."""
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.args = ["serve", *args]
+        self.lines: list[str] = []
+        self.host: str | None = None
+        self.port: int | None = None
+        self._lock = threading.Lock()
+        self._started = threading.Event()
+        self._eof = threading.Event()
+        self.proc = subprocess.Popen(
+            tidal_command(*self.args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=tidal_env(),
+        )
+        self._reader = threading.Thread(target=self._drain, name="tidal-stderr", daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        stream = self.proc.stderr
+        assert stream is not None
+        try:
+            for line in stream:
+                with self._lock:
+                    self.lines.append(line)
+                if not self._started.is_set():
+                    match = STARTED_RE.search(line)
+                    if match:
+                        self.host, self.port = match.group(1), int(match.group(2))
+                        self._started.set()
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._eof.set()
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return "".join(self.lines)
+
+    @property
+    def url(self) -> str:
+        """``host:port`` as tritonclient wants it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.url}"
+
+    def wait_started_or_exited(self, timeout: float = START_TIMEOUT_S) -> bool:
+        """True once the server announced its port; False if the process exited first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._started.wait(0.05):
+                return True
+            if self._eof.is_set() or self.proc.poll() is not None:
+                # Give the reader a moment to collect the last lines.
+                self._eof.wait(5)
+                self._reader.join(5)
+                self.proc.wait(5)
+                return self._started.is_set()
+        self.stop()
+        pytest.fail(
+            f"tidal {' '.join(self.args)} neither started nor exited within {timeout:.0f}s;"
+            f" stderr:\n{self.stderr}"
+        )
+
+    def wait_started(self, timeout: float = START_TIMEOUT_S) -> TidalServer:
+        if not self.wait_started_or_exited(timeout):
+            pytest.fail(
+                f"tidal {' '.join(self.args)} exited with {self.proc.returncode} before it"
+                f" started; stderr:\n{self.stderr}"
+            )
+        return self
+
+    def wait_exited(self, timeout: float = START_TIMEOUT_S) -> int:
+        """Expect the process to exit on its own (without announcing a port)."""
+        if self.wait_started_or_exited(timeout):
+            self.stop()
+            pytest.fail(
+                f"tidal {' '.join(self.args)} started but was expected to exit;"
+                f" stderr:\n{self.stderr}"
+            )
+        return self.proc.returncode
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait, then SIGKILL if needed. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT_S)
+        self._reader.join(STOP_TIMEOUT_S)
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.proc.stderr.close()
+        return self.proc.returncode
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def main_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_main_repository(tmp_path_factory.mktemp("main_repo"))
+
+
+@pytest.fixture(scope="session")
+def server(main_repository: Path) -> Iterator[TidalServer]:
+    proc = TidalServer(
+        ["--model-repository", str(main_repository), "--http-port", "0"]
+        + ["--http-address", "127.0.0.1"]
+    )
+    try:
+        proc.wait_started()
+        yield proc
+        crashed = proc.proc.poll()
+    finally:
+        proc.stop()
+    if crashed is not None:
+        pytest.fail(f"the session server died during the tests ({crashed}):\n{proc.stderr}")
+
+
+@pytest.fixture(scope="session")
+def http(server: TidalServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def triton(server: TidalServer) -> Iterator[triton_http.InferenceServerClient]:
+    client = triton_http.InferenceServerClient(server.url, network_timeout=30.0)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def start_server() -> Iterator:
+    """Factory for short-lived servers; all of them are stopped at teardown."""
+    started: list[TidalServer] = []
+
+    def _start(*repos: Path, flags: Sequence[str] = (), wait: bool = True) -> TidalServer:
+        args: list[str] = []
+        for repo in repos:
+            args += ["--model-repository", str(repo)]
+        args += ["--http-port", "0", "--http-address", "127.0.0.1", *flags]
+        proc = TidalServer(args)
+        started.append(proc)
+        if wait:
+            proc.wait_started()
+        return proc
+
+    yield _start
+    for proc in started:
+        proc.stop()
+
+
+# --------------------------------------------------------------------------- protocol helpers
+
+
+def binary_body(header: dict, blobs: Sequence[bytes] = ()) -> tuple[bytes, dict[str, str]]:
+    """A request body for the binary tensor data extension, with its headers."""
+    head = json.dumps(header).encode()
+    headers = {
+        "Inference-Header-Content-Length": str(len(head)),
+        "Content-Type": "application/octet-stream",
+    }
+    return head + b"".join(blobs), headers
+
+
+def parse_binary_response(response: httpx.Response) -> tuple[dict, dict[str, bytes]]:
+    """Split a binary response into its JSON header and each output's raw bytes."""
+    length = response.headers.get("Inference-Header-Content-Length")
+    assert length is not None, f"no Inference-Header-Content-Length in {dict(response.headers)}"
+    body = response.content
+    header = json.loads(body[: int(length)])
+    offset = int(length)
+    blobs: dict[str, bytes] = {}
+    for output in header["outputs"]:
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            blobs[output["name"]] = body[offset : offset + size]
+            offset += size
+    assert offset == len(body), f"{len(body) - offset} trailing bytes after the outputs"
+    return header, blobs
+
+
+def serialize_bytes(items: Sequence[bytes]) -> bytes:
+    """BYTES tensor wire format: each element is a 4-byte little-endian length then its bytes."""
+    return b"".join(len(item).to_bytes(4, "little") + item for item in items)
+
+
+def deserialize_bytes(blob: bytes) -> list[bytes]:
+    items = []
+    offset = 0
+    while offset < len(blob):
+        size = int.from_bytes(blob[offset : offset + 4], "little")
+        offset += 4
+        items.append(blob[offset : offset + size])
+        offset += size
+    assert offset == len(blob)
+    return items
+
+
+def error_message(response: httpx.Response, status: int) -> str:
+    """Assert an error status with a ``{"error": "..."}`` body and return the message."""
+    assert response.status_code == status, (
+        f"expected {status}, got {response.status_code}: {response.text[:500]}"
+    )
+    body = response.json()
+    assert isinstance(body, dict), body
+    message = body.get("error")
+    assert isinstance(message, str), body
+    assert message.strip(), "empty error message"
+    return message
