@@ -1,0 +1,1 @@
+"""tidal's benchmarks: tools, not tests (CI times nothing)."""
