@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from dataclasses import replace
@@ -70,6 +71,7 @@ class OnnxRuntimeInstance(TensorModelInstance):
         self._session = session
         self._string_inputs = {t.name for t in config.inputs if t.data_type is DataType.BYTES}
         self._bf16_inputs = {t.name for t in config.inputs if t.data_type is DataType.BF16}
+        self._bf16_outputs = {t.name for t in config.outputs if t.data_type is DataType.BF16}
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         for name in self._string_inputs & feeds.keys():
@@ -80,7 +82,20 @@ class OnnxRuntimeInstance(TensorModelInstance):
                 np.ascontiguousarray(feeds[name]),
                 16,  # onnx.TensorProto.BFLOAT16
             )
-        return self._session.run(output_names, feeds)
+        if not self._bf16_outputs.intersection(output_names):
+            return self._session.run(output_names, feeds)
+        # numpy has no bfloat16: run with OrtValues and copy those outputs' raw bits out.
+        values = self._session.run_with_ort_values(
+            output_names,
+            {
+                name: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(v)
+                for name, v in feeds.items()
+            },
+        )
+        return [
+            _bf16_bits(v) if name in self._bf16_outputs else v.numpy()
+            for name, v in zip(output_names, values, strict=True)
+        ]
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]
@@ -287,6 +302,14 @@ def _providers_for(config: ModelConfig, device: str) -> list[str]:
         )
     gpu = int(device.partition(":")[2] or 0)
     return [("CUDAExecutionProvider", {"device_id": gpu}), "CPUExecutionProvider"]  # type: ignore[list-item]
+
+
+def _bf16_bits(value: ort.OrtValue) -> np.ndarray:
+    """A copy of a bfloat16 OrtValue's raw bits as a ``uint16`` array."""
+    shape = tuple(value.shape())
+    count = int(np.prod(shape))
+    buffer = (ctypes.c_uint16 * count).from_address(value.data_ptr())
+    return np.ctypeslib.as_array(buffer).copy().reshape(shape)
 
 
 def _decode_strings(array: np.ndarray) -> np.ndarray:
