@@ -117,6 +117,10 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[InferInput
         ) from None
     parameters = _object(raw.get("parameters"), f"input '{name}' parameters")
     size = parameters.pop("binary_data_size", None)
+    if size is not None and "data" in raw:
+        raise InferenceError.invalid(
+            f"input '{name}' has both 'data' and binary_data_size: send one or the other"
+        )
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InferenceError.invalid(f"input '{name}': binary_data_size must be an integer")
@@ -147,7 +151,7 @@ def _json_data(name: str, datatype: DataType, shape: tuple[int, ...], data: Any)
             array = np.empty(flat.size, dtype=object)
             array[:] = [_as_bytes(name, item) for item in flat]
         else:
-            array = np.array(data, dtype=datatype.numpy_dtype).ravel()
+            array = _typed_array(name, datatype, data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InferenceError.invalid(
             f"input '{name}': data cannot be read as {datatype.value}: {exc}"
@@ -159,6 +163,40 @@ def _json_data(name: str, datatype: DataType, shape: tuple[int, ...], data: Any)
             f"needs {expected}"
         )
     return array.reshape(shape)
+
+
+def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
+    """Numbers of the right kind only: numpy would quietly turn 1.5 into 1 or "2" into 2.0."""
+    array = np.array(data).ravel()
+    target = datatype.numpy_dtype
+    if array.size == 0:
+        return array.astype(target)
+    kind = array.dtype.kind
+    if target.kind in "iu" and kind == "f":
+        # Past int64 numpy infers float64; read again as the target and keep it only if
+        # nothing was rounded away (2**64 - 1 stays, 1.5 does not).
+        exact = np.array(data, dtype=target).ravel()
+        if np.array_equal(exact.astype(np.float64), array):
+            return exact
+    allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[target.kind]
+    if kind not in allowed:
+        found = {
+            "b": "booleans",
+            "i": "integers",
+            "u": "integers",
+            "f": "numbers with a fraction",
+        }.get(kind, "values that are not numbers")
+        raise InferenceError.invalid(
+            f"input '{name}': {datatype.value} data must hold "
+            f"{'true/false' if target.kind == 'b' else 'numbers'}, got {found}"
+        )
+    if target.kind in "iu" and kind in "iu":
+        info = np.iinfo(target)
+        if array.min() < info.min or array.max() > info.max:
+            raise InferenceError.invalid(
+                f"input '{name}': a value is out of range for {datatype.value}"
+            )
+    return array.astype(target, copy=False)
 
 
 def _as_bytes(name: str, item: Any) -> bytes:

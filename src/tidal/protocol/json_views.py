@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from tidal.config.model_config import ModelConfig
 from tidal.config.proto import to_proto
+from tidal.scheduling.statistics import Duration, ModelStatistics
 from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 
 _INT64_TYPES = {
@@ -54,6 +55,47 @@ def model_config_json(config: ModelConfig) -> dict[str, Any]:
             message, preserving_proto_field_name=True, including_default_value_fields=True
         )
     return _numbers_for_int64(message, as_dict)
+
+
+def statistics_json(entries: list[tuple[str, int, ModelStatistics]]) -> dict[str, Any]:
+    """Triton's statistics extension format, which perf_analyzer parses."""
+    return {"model_stats": [_model_stats_json(n, v, s) for n, v, s in entries]}
+
+
+def _model_stats_json(name: str, version: int, stats: ModelStatistics) -> dict[str, Any]:
+    empty = {"count": 0, "ns": 0}
+    return {
+        "name": name,
+        "version": str(version),
+        "last_inference": stats.last_inference_ms,
+        "inference_count": stats.inference_count,
+        "execution_count": stats.execution_count,
+        "inference_stats": {
+            "success": _duration(stats.success),
+            "fail": _duration(stats.fail),
+            "queue": _duration(stats.queue),
+            "compute_input": _duration(stats.compute_input),
+            "compute_infer": _duration(stats.compute_infer),
+            "compute_output": _duration(stats.compute_output),
+            "cache_hit": empty,
+            "cache_miss": empty,
+        },
+        "response_stats": {},
+        "batch_stats": [
+            {
+                "batch_size": size,
+                "compute_input": _duration(batch.compute_input),
+                "compute_infer": _duration(batch.compute_infer),
+                "compute_output": _duration(batch.compute_output),
+            }
+            for size, batch in sorted(stats.batches.items())
+        ],
+        "memory_usage": [],
+    }
+
+
+def _duration(duration: Duration) -> dict[str, int]:
+    return {"count": duration.count, "ns": duration.ns}
 
 
 def _tensor_json(tensor: TensorMetadata) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from tidal.repository.layout import version_dirs
 from tidal.repository.model_table import LoadedVersion, ModelRecord, VersionRecord
 from tidal.scheduling.factory import build_scheduler
 from tidal.scheduling.instance_pool import InstancePool
+from tidal.scheduling.statistics import ModelStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +85,13 @@ async def _load_version(
         reason = f"model '{config.name}' version {version} failed to load: {exc}"
         return VersionRecord(version, ModelState.UNAVAILABLE, reason=reason)
     pool = InstancePool(instances, name=f"{config.name}-{version}")
+    stats = ModelStatistics()
     loaded = LoadedVersion(
         name=config.name,
         version=version,
         config=config,
-        scheduler=build_scheduler(config, pool),
+        scheduler=build_scheduler(config, pool, stats),
+        stats=stats,
         labels=labels,
     )
     logger.info("loaded model '%s' version %d (%d instance(s))", config.name, version, pool.size)

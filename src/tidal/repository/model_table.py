@@ -8,6 +8,7 @@ from pathlib import Path
 from tidal.config.model_config import ModelConfig
 from tidal.core.states import ModelState
 from tidal.scheduling.base import Scheduler
+from tidal.scheduling.statistics import ModelStatistics
 
 
 @dataclass
@@ -18,6 +19,7 @@ class LoadedVersion:
     version: int
     config: ModelConfig
     scheduler: Scheduler
+    stats: ModelStatistics = field(default_factory=ModelStatistics)
     labels: dict[str, list[str]] = field(default_factory=dict)
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tidal.backends.base import ExecuteResult, ModelInstance
 from tidal.core.types import InferRequest
+
+# (results, nanoseconds the instance spent executing)
+TimedResult = tuple[ExecuteResult, int]
 
 
 class InstancePool:
@@ -19,7 +23,8 @@ class InstancePool:
             raise ValueError("an instance pool needs at least one instance")
         self._instances = list(instances)
         self._idle: deque[ModelInstance] = deque(instances)
-        self._free = asyncio.Semaphore(len(instances))
+        self._waiters: deque[asyncio.Future[ModelInstance]] = deque()
+        self._listeners: list[Callable[[], None]] = []
         self._executor = ThreadPoolExecutor(
             max_workers=len(instances), thread_name_prefix=f"tidal-{name}"
         )
@@ -32,23 +37,61 @@ class InstancePool:
     def idle_count(self) -> int:
         return len(self._idle)
 
-    async def run(self, batch: Sequence[InferRequest]) -> ExecuteResult:
-        """Run ``batch`` on the next idle instance, waiting for one if all are busy."""
-        await self._free.acquire()
-        instance = self._idle.popleft()
+    def on_release(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop each time an instance becomes idle."""
+        self._listeners.append(listener)
+
+    def try_acquire(self) -> ModelInstance | None:
+        """An idle instance, reserved for the caller, or None when all are busy."""
+        return self._idle.popleft() if self._idle else None
+
+    async def acquire(self) -> ModelInstance:
+        """An idle instance, waiting in FIFO order for one when all are busy."""
+        if self._idle and not self._waiters:
+            return self._idle.popleft()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release(waiter.result())  # handed over just as we gave up: pass it on
+            raise
+
+    def execute(self, instance: ModelInstance, batch: Sequence[InferRequest]) -> asyncio.Future:
+        """Run ``batch`` on a reserved ``instance``; the future gives a ``TimedResult``.
+
+        The instance goes back to the pool when its thread finishes, even if whoever awaits
+        the future was cancelled meanwhile: a running batch is never abandoned.
+        """
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, instance.execute, batch)
-        # The instance goes back only when its thread is done, even if the caller was
-        # cancelled meanwhile: the shield keeps the running batch from being abandoned.
+        future = loop.run_in_executor(self._executor, _timed_execute, instance, batch)
         future.add_done_callback(lambda _: self._release(instance))
-        return await asyncio.shield(future)
+        return future
+
+    async def run(self, batch: Sequence[InferRequest]) -> TimedResult:
+        """Acquire an instance, run ``batch`` on it, return its results."""
+        instance = await self.acquire()
+        return await asyncio.shield(self.execute(instance, batch))
 
     def _release(self, instance: ModelInstance) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(instance)
+                return
         self._idle.append(instance)
-        self._free.release()
+        for listener in self._listeners:
+            listener()
 
     def close(self) -> None:
         """Stop the workers and close every instance (after the running batches end)."""
         self._executor.shutdown(wait=True)
         for instance in self._instances:
             instance.close()
+
+
+def _timed_execute(instance: ModelInstance, batch: Sequence[InferRequest]) -> TimedResult:
+    start = time.perf_counter_ns()
+    results = instance.execute(batch)
+    return results, time.perf_counter_ns() - start

@@ -12,6 +12,7 @@ from tidal.core.errors import InferenceError
 from tidal.core.types import InferRequest, InferResponse
 from tidal.repository.manager import ModelRepository
 from tidal.repository.model_table import ModelRecord
+from tidal.scheduling.statistics import ModelStatistics
 from tidal.server.classification import classify
 from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 from tidal.server.request_checks import check_request
@@ -92,6 +93,23 @@ class InferenceServer:
                 for t in config.outputs
             ),
         )
+
+    def model_statistics(
+        self, name: str = "", version: int | None = None
+    ) -> list[tuple[str, int, ModelStatistics]]:
+        """Statistics of every loaded version, of one model's, or of one version's."""
+        if not name:
+            records = self.repository.records()
+        else:
+            records = [self.repository.record(name)]
+            if version is not None:
+                self.repository.resolve(name, version)  # NOT_FOUND / UNAVAILABLE as infer
+        return [
+            (record.name, number, entry.loaded.stats)
+            for record in records
+            for number, entry in sorted(record.versions.items())
+            if entry.loaded is not None and (version is None or number == version)
+        ]
 
     # -- inference -----------------------------------------------------------------------
 

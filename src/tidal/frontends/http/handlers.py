@@ -17,6 +17,7 @@ from tidal.protocol.json_views import (
     model_config_json,
     model_metadata_json,
     server_metadata_json,
+    statistics_json,
 )
 from tidal.server.facade import InferenceServer
 
@@ -91,6 +92,8 @@ class HttpHandlers:
             return Reply(200 if server.model_ready(route.model, route.version) else 400)
         if name == "model_config":
             return _json(model_config_json(server.model_config(route.model, route.version)))
+        if name == "model_statistics":
+            return _json(statistics_json(server.model_statistics(route.model, route.version)))
         raise AssertionError(f"route {name} has no handler")
 
     async def _infer(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:

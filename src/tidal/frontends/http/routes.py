@@ -26,9 +26,15 @@ METHODS: dict[str, str] = {
     "model_ready": "GET",
     "model_config": "GET",
     "model_infer": "POST",
+    "model_statistics": "GET",
 }
 
-_MODEL_ACTIONS = {"ready": "model_ready", "config": "model_config", "infer": "model_infer"}
+_MODEL_ACTIONS = {
+    "ready": "model_ready",
+    "config": "model_config",
+    "infer": "model_infer",
+    "stats": "model_statistics",
+}
 
 
 def match_route(path: str) -> Route | None:
@@ -43,6 +49,8 @@ def match_route(path: str) -> Route | None:
         return Route(f"health_{rest[1]}")
     if rest[0] != "models" or len(rest) < 2 or not rest[1]:
         return None
+    if rest[1] == "stats" and len(rest) == 2:
+        return Route("model_statistics")
     model = unquote(rest[1])
     tail = rest[2:]
     version = None
