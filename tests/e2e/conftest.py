@@ -26,7 +26,8 @@ STOP_TIMEOUT_S = 15.0
 
 
 def tidal_env() -> dict[str, str]:
-    env = dict(os.environ)
+    # TIDAL_* variables would change the server's defaults; keep the tests hermetic.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDAL_")}
     env["PYTHONUNBUFFERED"] = "1"
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(SRC_DIR) + (os.pathsep + path if path else "")
@@ -165,10 +166,8 @@ def main_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(main_repository: Path) -> Iterator[TidalServer]:
-    proc = TidalServer(
-        ["--model-repository", str(main_repository), "--http-port", "0"]
-        + ["--http-address", "127.0.0.1"]
-    )
+    args = ["--model-repository", str(main_repository)]
+    proc = TidalServer([*args, "--http-port", "0", "--http-address", "127.0.0.1"])
     try:
         proc.wait_started()
         yield proc

@@ -370,6 +370,22 @@ def garbage_model(repo: Path, name: str = "garbage") -> None:
     )
 
 
+def dynamic_batching_model(repo: Path, name: str = "dyn_batch") -> None:
+    """FP32 Y = X * 0.5, [batch, 4], with an explicit dynamic batcher and two instances."""
+    save_model(repo / name / "1" / "model.onnx", scale_onnx(["N", 4], 0.5))
+    write_text(
+        repo / name / "config.pbtxt",
+        model_config(
+            name,
+            [tensor_config("X", "TYPE_FP32", [4])],
+            [tensor_config("Y", "TYPE_FP32", [4])],
+            max_batch_size=8,
+            extra="dynamic_batching { max_queue_delay_microseconds: 2000 }\n"
+            "instance_group [ { count: 2 kind: KIND_CPU } ]",
+        ),
+    )
+
+
 def simple_model(repo: Path, name: str, factor: float = 2.0) -> None:
     """A valid, fully configured FP32 model: Y = X * factor, [batch, 4]."""
     save_model(repo / name / "1" / "model.onnx", scale_onnx(["N", 4], factor))
@@ -398,6 +414,7 @@ def build_main_repository(repo: Path) -> Path:
     reshape_model(repo)
     nobatch_model(repo)
     autocomplete_batch_model(repo)
+    dynamic_batching_model(repo)
     autocomplete_fixed_model(repo)
     nested_file_model(repo)
     custom_filename_model(repo)
@@ -406,7 +423,5 @@ def build_main_repository(repo: Path) -> Path:
     versioned_model(repo, "versioned", [1, 2], None, {"03": 3, "abc": 4})
     versioned_model(repo, "versioned_all", [1, 2], "{ all {} }", {"01": 100, "v3": 3})
     versioned_model(repo, "versioned_latest2", [1, 2, 3], "{ latest { num_versions: 2 } }")
-    versioned_model(
-        repo, "versioned_specific", [1, 2, 3], "{ specific { versions: [ 1, 3 ] } }"
-    )
+    versioned_model(repo, "versioned_specific", [1, 2, 3], "{ specific { versions: [ 1, 3 ] } }")
     return repo

@@ -54,7 +54,9 @@ def _by_name(tensors):
     return {tensor["name"]: tensor for tensor in tensors}
 
 
-@pytest.mark.parametrize(("model", "datatype"), [("add_sub_int32", "INT32"), ("add_sub_fp32", "FP32")])
+@pytest.mark.parametrize(
+    ("model", "datatype"), [("add_sub_int32", "INT32"), ("add_sub_fp32", "FP32")]
+)
 def test_add_sub_metadata(http, model, datatype):
     response = http.get(f"/v2/models/{model}")
     assert response.status_code == 200
@@ -135,6 +137,7 @@ def test_unknown_model_metadata_via_tritonclient(triton):
         "nobatch",
         "autocomplete_batch",
         "autocomplete_fixed",
+        "dyn_batch",
         "nested_file",
         "custom_filename",
         *[identity_model_name(dt) for dt in IDENTITY_DATATYPES],
@@ -258,13 +261,11 @@ def test_autocomplete_batching_model_config(http):
     assert config["backend"] == "onnxruntime"
     assert config["max_batch_size"] == 4
     assert isinstance(config["dynamic_batching"], dict)
-    assert config["input"] == [
-        {**config["input"][0], "name": "X", "data_type": "TYPE_FP32", "dims": [4]}
-    ]
-    assert config["output"] == [
-        {**config["output"][0], "name": "Y", "data_type": "TYPE_FP32", "dims": [4]}
-    ]
-    assert type(config["input"][0]["dims"][0]) is int
+    (inp,) = config["input"]
+    (out,) = config["output"]
+    assert (inp["name"], inp["data_type"], inp["dims"]) == ("X", "TYPE_FP32", [4])
+    assert (out["name"], out["data_type"], out["dims"]) == ("Y", "TYPE_FP32", [4])
+    assert type(inp["dims"][0]) is int
 
 
 def test_autocomplete_batching_model_metadata_and_infer(http, triton):
@@ -277,6 +278,13 @@ def test_autocomplete_batching_model_metadata_and_infer(http, triton):
     inp.set_data_from_numpy(data)
     result = triton.infer("autocomplete_batch", [inp])
     np.testing.assert_array_equal(result.as_numpy("Y"), data * np.float32(3.0))
+
+
+def test_config_of_dynamic_batching_model(http):
+    config = http.get("/v2/models/dyn_batch/config").json()
+    assert config["max_batch_size"] == 8
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] in (2000, "2000")
+    assert sum(int(group["count"]) for group in config["instance_group"]) == 2
 
 
 def test_autocomplete_fixed_shape_model_is_not_batching(http):

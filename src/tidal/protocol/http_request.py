@@ -190,6 +190,8 @@ def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
             f"input '{name}': {datatype.value} data must hold "
             f"{'true/false' if target.kind == 'b' else 'numbers'}, got {found}"
         )
+    if target.kind in "iu" and kind in "iu" and _holds_bool(data):
+        raise InferenceError.invalid(f"input '{name}': {datatype.value} data must hold numbers")
     if target.kind in "iu" and kind in "iu":
         info = np.iinfo(target)
         if array.min() < info.min or array.max() > info.max:
@@ -197,6 +199,13 @@ def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
                 f"input '{name}': a value is out of range for {datatype.value}"
             )
     return array.astype(target, copy=False)
+
+
+def _holds_bool(data: list) -> bool:
+    """Whether JSON true/false hide among integers (numpy reads them as 1 and 0)."""
+    if data and isinstance(data[0], list):
+        return any(_holds_bool(row) for row in data)
+    return bool in set(map(type, data))
 
 
 def _as_bytes(name: str, item: Any) -> bytes:
