@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
-
-import uvicorn
 
 from tidal.config.settings import ServerSettings
 from tidal.examples import example_repository
-from tidal.frontends.http import HttpFrontend
+from tidal.frontends.http.handlers import HttpHandlers
+from tidal.frontends.http.transport import HttpService
 from tidal.server.facade import InferenceServer
 
 logger = logging.getLogger("tidal")
@@ -55,31 +52,20 @@ async def serve(settings: ServerSettings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    http_socket = bind_socket(settings.http_address, settings.http_port)
-    http = _EmbeddedUvicorn(
-        uvicorn.Config(
-            HttpFrontend(server),
-            http="httptools",
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
-    )
-    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
-    while not http.started and not http_task.done():
-        await asyncio.sleep(0.01)
-    if http_task.done():
-        http_task.result()  # re-raise what stopped it
+    try:
+        http_socket = bind_socket(settings.http_address, settings.http_port)
+    except OSError as exc:  # the port is taken, the address is not ours, ...
+        logger.error("cannot listen on %s:%d: %s", settings.http_address, settings.http_port, exc)
+        await server.stop()
         return 1
-    host, port = http_socket.getsockname()[:2]
+    http = await HttpService.start(HttpHandlers(server), http_socket)
+    host, port = http.sockname[:2]
     logger.info("Started HTTPService at %s:%d", host, port)
     _log_how_to_call(host, port, server)
 
     await stop.wait()
     logger.info("shutting down: finishing accepted requests")
-    http.should_exit = True
-    await http_task
+    await http.shutdown(timeout=GRACEFUL_SHUTDOWN_SECONDS)
     await server.stop()
     logger.info("stopped")
     return 0
@@ -89,19 +75,15 @@ def bind_socket(address: str, port: int) -> socket.socket:
     """A listening TCP socket; port 0 picks a free one, read back with ``getsockname``."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((address, port))
-    sock.listen(2048)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
     return sock
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn serving inside tidal's loop: tidal owns the signals and the shutdown order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def _log_model_table(server: InferenceServer) -> None:

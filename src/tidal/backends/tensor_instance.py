@@ -36,8 +36,9 @@ class TensorModelInstance(ABC):
         """Nothing to release by default."""
 
     def execute(self, batch: Sequence[InferRequest]) -> ExecuteResult:
-        if len(batch) == 1:
-            return [self._execute_one(batch[0])]
+        if len(batch) == 1 or not self.config.batching:
+            # Without a batch dimension requests cannot be concatenated: run each alone.
+            return [self._execute_one(request) for request in batch]
         try:
             return self._execute_merged(batch)
         except Exception:
@@ -48,10 +49,9 @@ class TensorModelInstance(ABC):
         names = self._output_names([request])
         try:
             arrays = self.run(self._feeds_of(request), names)
+            return self._response(request, names, arrays, self._batch_size(request))
         except Exception as exc:
             return self._failure(exc)
-        batch = self._batch_size(request)
-        return self._response(request, names, arrays, batch)
 
     def _execute_merged(self, batch: Sequence[InferRequest]) -> ExecuteResult:
         names = self._output_names(batch)
@@ -87,7 +87,7 @@ class TensorModelInstance(ABC):
     def _output_names(self, batch: Sequence[InferRequest]) -> list[str]:
         wanted: dict[str, None] = {}
         for request in batch:
-            if request.outputs is None:
+            if not request.outputs:  # None or an empty list: every output
                 return self._all_output_names
             wanted.update((o.name, None) for o in request.outputs)
         return list(wanted)
@@ -99,7 +99,7 @@ class TensorModelInstance(ABC):
         arrays: Sequence[np.ndarray],
         batch_size: int,
     ) -> InferResponse:
-        requested = None if request.outputs is None else {output.name for output in request.outputs}
+        requested = {output.name for output in request.outputs} if request.outputs else None
         outputs = []
         for name, array in zip(names, arrays, strict=True):
             if requested is not None and name not in requested:

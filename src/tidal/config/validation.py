@@ -17,6 +17,7 @@ def normalize_config(config: ModelConfig) -> ModelConfig:
         replace(
             group,
             name=group.name or f"{config.name}_{index}",
+            count=group.count or 1,  # Triton's default when a group leaves count out
             kind="KIND_CPU" if group.kind == "KIND_AUTO" else group.kind,
         )
         for index, group in enumerate(groups)

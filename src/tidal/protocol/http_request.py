@@ -190,7 +190,7 @@ def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
             f"input '{name}': {datatype.value} data must hold "
             f"{'true/false' if target.kind == 'b' else 'numbers'}, got {found}"
         )
-    if target.kind in "iu" and kind in "iu" and _holds_bool(data):
+    if target.kind != "b" and kind != "b" and _holds_bool(data):
         raise InferenceError.invalid(f"input '{name}': {datatype.value} data must hold numbers")
     if target.kind in "iu" and kind in "iu":
         info = np.iinfo(target)
@@ -229,7 +229,11 @@ def _decode_outputs(raw_outputs: Any) -> list[RequestedOutput]:
         classification = parameters.pop("classification", 0)
         if binary is not None and not isinstance(binary, bool):
             raise InferenceError.invalid(f"output '{name}': binary_data must be true or false")
-        if not isinstance(classification, int) or classification < 0:
+        if (
+            not isinstance(classification, int)
+            or isinstance(classification, bool)
+            or classification < 0
+        ):
             raise InferenceError.invalid(
                 f"output '{name}': classification must be a non-negative integer"
             )

@@ -118,7 +118,7 @@ def _numbers_for_int64(message: Message, as_dict: dict[str, Any]) -> dict[str, A
                         value[key] = _numbers_for_int64(source[typed_key], value[key])
                 elif value_field.type in _INT64_TYPES:
                     as_dict[field.name] = {k: int(v) for k, v in value.items()}
-            elif field.label == FieldDescriptor.LABEL_REPEATED:
+            elif isinstance(value, list):  # a repeated message field
                 items = getattr(message, field.name)
                 as_dict[field.name] = [
                     _numbers_for_int64(item, entry)

@@ -1,5 +1,7 @@
-"""The v2 HTTP/REST frontend."""
+"""The v2 HTTP/REST frontend: ``HttpService`` serves it, ``HttpFrontend`` is an ASGI adapter."""
 
 from tidal.frontends.http.asgi import HttpFrontend
+from tidal.frontends.http.handlers import HttpHandlers
+from tidal.frontends.http.transport import HttpService
 
-__all__ = ["HttpFrontend"]
+__all__ = ["HttpFrontend", "HttpHandlers", "HttpService"]

@@ -1,4 +1,7 @@
-"""The ASGI adapter: bytes in from the server (uvicorn), ``Reply`` bytes out."""
+"""An optional ASGI adapter, to mount tidal under any ASGI server: bytes in, ``Reply`` out.
+
+``tidal serve`` does not use it: ``transport.HttpService`` serves HTTP/1.1 itself.
+"""
 
 from __future__ import annotations
 
