@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -35,13 +36,88 @@ def decode_infer_request(
             )
         view = memoryview(body)
         header_bytes, binary = view[:header_length], view[header_length:]
-    try:
-        header = orjson.loads(header_bytes)
-    except orjson.JSONDecodeError as exc:
-        raise InferenceError.invalid(f"failed to parse the request JSON: {exc}") from None
+    header = _parse_json(header_bytes)
     if not isinstance(header, dict):
         raise InferenceError.invalid("the request body must be a JSON object")
     return _request_from_header(header, binary, model_name, model_version)
+
+
+def _parse_json(text: bytes | memoryview) -> Any:
+    """orjson, which refuses the ``NaN``, ``Infinity`` and ``-Infinity`` literals that Triton
+    accepts and perf_analyzer sends: on a refusal, quote those literals and parse again, then
+    turn the quoted forms in floating-point inputs back into floats."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    quoted = _quote_special_floats(bytes(text))
+    if quoted is not None:
+        try:
+            header = orjson.loads(quoted)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            _restore_special_floats(header)
+            return header
+    raise InferenceError.invalid(f"failed to parse the request JSON: {error}") from None
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_QUOTE = re.compile(rb'"')
+
+
+def _quote_special_floats(text: bytes) -> bytes | None:
+    """``text`` with every NaN / Infinity / -Infinity outside strings quoted; None if none."""
+    if b"NaN" not in text and b"Infinity" not in text:
+        return None
+    if b"\\" in text:  # escapes: find the strings exactly (slower, and rare)
+        strings = [m.span() for m in _JSON_STRING.finditer(text)]
+    else:
+        quotes = [m.start() for m in _QUOTE.finditer(text)]
+        strings = list(zip(quotes[::2], quotes[1::2], strict=False))
+    parts, start, index = [], 0, 0
+    for position, end in _special_float_spans(text):
+        while index < len(strings) and strings[index][1] <= position:
+            index += 1
+        if index < len(strings) and strings[index][0] <= position:
+            continue  # inside a string
+        parts += (text[start:position], b'"', text[position:end], b'"')
+        start = end
+    if not parts:
+        return None
+    parts.append(text[start:])
+    return b"".join(parts)
+
+
+def _special_float_spans(text: bytes) -> list[tuple[int, int]]:
+    """Where NaN, Infinity and -Infinity occur, in order (bytes.find: much faster than re)."""
+    spans = []
+    for word in (b"NaN", b"Infinity"):
+        position = text.find(word)
+        while position >= 0:
+            start = position - 1 if position and text[position - 1] == 45 else position  # "-"
+            spans.append((start, position + len(word)))
+            position = text.find(word, position + len(word))
+    spans.sort()
+    return spans
+
+
+def _restore_special_floats(header: Any) -> None:
+    """Read the data of FP32/FP64 inputs holding quoted special floats as float arrays."""
+    inputs = header.get("inputs") if isinstance(header, dict) else None
+    for raw in inputs if isinstance(inputs, list) else ():
+        if not isinstance(raw, dict) or raw.get("datatype") not in ("FP32", "FP64"):
+            continue
+        data = raw.get("data")
+        if not isinstance(data, list):
+            continue
+        if _holds_bool(data):
+            continue  # refused later with the usual message
+        try:
+            # numpy reads the strings "NaN", "Infinity" and "-Infinity" as those floats
+            raw["data"] = np.array(data, dtype=np.float64)
+        except (ValueError, TypeError):
+            continue  # other strings or ragged lists: refused later with the usual message
 
 
 def decode_raw_binary_request(

@@ -678,3 +678,39 @@ def test_raw_binary_errors(config, size, message):
         decode_raw_binary_request(b"\x00" * size, config, None)
     assert info.value.code is ErrorCode.INVALID_ARG
     assert info.value.message == message
+
+
+def test_nan_and_infinity_literals_are_read_for_floats_as_triton_does():
+    body = (
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[3],"data":[NaN, Infinity, -Infinity]}]}'
+    )
+    request = decode_infer_request(body, None, "m", None)
+    data = request.inputs[0].data
+    assert np.isnan(data[0]) and data[1] == np.inf and data[2] == -np.inf
+
+
+def test_nan_literal_is_invalid_for_integers():
+    body = b'{"inputs":[{"name":"x","datatype":"INT32","shape":[2],"data":[NaN, 1]}]}'
+    with pytest.raises(InferenceError) as info:
+        decode_infer_request(body, None, "m", None)
+    assert info.value.code is ErrorCode.INVALID_ARG
+    assert "INT32" in info.value.message
+
+
+def test_special_float_words_inside_strings_are_left_alone():
+    body = (
+        b'{"id": "NaN-Infinity", "inputs":[{"name":"x","datatype":"FP32","shape":[2],'
+        b'"data":[-Infinity, 2.5]}], "parameters": {"note": "a \\"NaN\\" here"}}'
+    )
+    request = decode_infer_request(body, None, "m", None)
+    assert request.id == "NaN-Infinity"
+    assert request.parameters == {"note": 'a "NaN" here'}
+    assert request.inputs[0].data.tolist() == [-np.inf, 2.5]
+
+
+@pytest.mark.parametrize("data", [b"[NaN, true]", b'[NaN, "abc"]', b"[[NaN], [1, 2]]"])
+def test_special_floats_beside_bad_values_are_still_refused(data):
+    body = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"data":%b}]}' % data
+    with pytest.raises(InferenceError) as info:
+        decode_infer_request(body, None, "m", None)
+    assert info.value.code is ErrorCode.INVALID_ARG
