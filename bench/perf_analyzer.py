@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -15,6 +15,8 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     error: str = ""
+    p90_ms: float = 0.0
+    csv_row: dict[str, str] = field(default_factory=dict)  # perf_analyzer's whole CSV row
 
 
 def run_perf_analyzer(
@@ -53,7 +55,7 @@ def run_perf_analyzer(
             "-f",
             str(report),
         ]
-        if tensor_format == "json":
+        if tensor_format == "json" and protocol == "http":
             command += ["--input-tensor-format", "json", "--output-tensor-format", "json"]
         if shape:
             command += ["--shape", shape]
@@ -74,4 +76,6 @@ def run_perf_analyzer(
             throughput=float(row["Inferences/Second"]),
             p50_ms=float(row["p50 latency"]) / 1000,
             p99_ms=float(row["p99 latency"]) / 1000,
+            p90_ms=float(row["p90 latency"]) / 1000,
+            csv_row=dict(row),
         )

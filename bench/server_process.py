@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 _STARTED = re.compile(r"Started HTTPService at ([0-9.]+):(\d+)")
@@ -17,7 +17,15 @@ _STARTED = re.compile(r"Started HTTPService at ([0-9.]+):(\d+)")
 class TidalProcess:
     """``tidal serve`` on a free loopback port, optionally pinned with ``taskset``."""
 
-    def __init__(self, repositories: list[Path], cpus: str | None, extra: list[str]) -> None:
+    def __init__(
+        self,
+        repositories: list[Path],
+        cpus: str | None,
+        extra: list[str],
+        *,
+        grpc_port: int | None = None,
+        timeout: float = 120,
+    ) -> None:
         command = [
             sys.executable,
             "-m",
@@ -27,20 +35,40 @@ class TidalProcess:
             "127.0.0.1",
             "--http-port",
             "0",
+            "--metrics-port",
+            "0",  # a free port: 8002 may be taken by another server on the machine
         ]
         for repository in repositories:
             command += ["--model-repository", str(repository)]
+        if grpc_port is not None:
+            command += ["--grpc-port", str(grpc_port)]
         command += extra
         if cpus:
             command = ["taskset", "-c", cpus, *command]
+        self.command = command
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         self.log: list[str] = []
-        self.port = self._wait_for_port(timeout=120)
+        self._port: int | None = None
+        self._started = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
+        self.port = self._wait_for_port(timeout=timeout)
+        # The gRPC port it was told (later flags win, so a --grpc-port in `extra` counts).
+        self.grpc_port = _last_flag_value(command, "--grpc-port", grpc_port)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def rss_mib(self) -> float:
         """Resident memory of the server process, from /proc."""
@@ -58,23 +86,43 @@ class TidalProcess:
                 self.process.wait()
 
     def _wait_for_port(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        assert self.process.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            if not line:
-                break
-            self.log.append(line)
-            match = _STARTED.search(line)
-            if match:
-                return int(match.group(2))
-        self.stop()
-        raise RuntimeError("tidal did not start:\n" + "".join(self.log[-30:]))
+        """The HTTP port from the start-up log; it is logged once every model has loaded."""
+        self._started.wait(timeout)
+        if self._port is None:
+            exited = self.process.poll() is not None
+            self.stop()
+            code = self.process.returncode
+            reason = f"exit code {code}" if exited else f"not up in {timeout:.0f} s"
+            raise RuntimeError(f"tidal did not start ({reason}):\n" + "".join(self.log[-30:]))
+        return self._port
 
     def _drain(self) -> None:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self.log.append(line)
+            if self._port is None:
+                match = _STARTED.search(line)
+                if match:
+                    self._port = int(match.group(2))
+                    self._started.set()
+        self._started.set()  # the process ended: stop waiting
+
+
+def _last_flag_value(command: list[str], flag: str, default: int | None) -> int | None:
+    value = default
+    for index, word in enumerate(command):
+        if word == flag and index + 1 < len(command):
+            value = int(command[index + 1])
+        elif word.startswith(flag + "="):
+            value = int(word.partition("=")[2])
+    return value
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def default_perf_analyzer() -> str:
