@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
 
 from tidal.config.settings import ServerSettings
 from tidal.examples import example_repository
+from tidal.frontends.grpc.server import GrpcService
 from tidal.frontends.http.handlers import HttpHandlers
 from tidal.frontends.http.transport import HttpService
+from tidal.frontends.metrics.access_log import AccessLog
+from tidal.frontends.metrics.service import start_metrics_service
 from tidal.server.facade import InferenceServer
 
 logger = logging.getLogger("tidal")
 
-GRACEFUL_SHUTDOWN_SECONDS = 30
+# After the exit timeout: how long cancelled requests get to send their error, and how long
+# the models get to close before the process leaves without them.
+_ANSWER_GRACE_SECONDS = 2.0
+_UNLOAD_GRACE_SECONDS = 5.0
 
 
 def run(settings: ServerSettings) -> int:
@@ -29,46 +36,179 @@ def run(settings: ServerSettings) -> int:
 
 
 async def serve(settings: ServerSettings) -> int:
-    """Load the models, start the frontends, wait for a stop signal, shut down cleanly."""
+    """Start the frontends, load the models, serve until a stop signal, shut down cleanly.
+
+    The frontends listen while the start-up models load, so liveness answers true and
+    readiness false until they are loaded; "Started HTTPService" is logged then, as Triton
+    does. A stop signal turns readiness false and refuses new requests at once, lets the
+    accepted ones finish for up to --exit-timeout-secs, cancels what is left with an error,
+    and exits 0 (1 when requests had to be cancelled).
+    """
+    _apply_log_verbose(settings.log_verbose)
+    try:
+        access_log = AccessLog.open(settings.access_log) if settings.access_log else None
+    except OSError as exc:
+        logger.error("cannot open the access log '%s': %s", settings.access_log, exc)
+        return 1
     repositories = [Path(p) for p in settings.model_repository] or [example_repository()]
     server = InferenceServer(settings, repositories)
-    logger.info("loading models from %s", ", ".join(str(p) for p in repositories))
-    try:
-        failed = await server.start()
-    except ValueError as exc:  # an unusable repository (missing folder, duplicate model)
-        logger.error("%s", exc)
-        return 1
-    if failed and settings.exit_on_error:
-        logger.error(
-            "exiting: %d model(s) failed to load (use --exit-on-error=false to serve the rest)",
-            len(failed),
-        )
-        await server.stop()
-        return 1
-    _log_model_table(server)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
+    frontends = _Frontends()
     try:
-        http_socket = bind_socket(settings.http_address, settings.http_port)
-    except OSError as exc:  # the port is taken, the address is not ours, ...
-        logger.error("cannot listen on %s:%d: %s", settings.http_address, settings.http_port, exc)
-        await server.stop()
+        await frontends.start(server, settings, access_log)
+    except OSError:  # a port is taken, an address is not ours, ...
+        await frontends.shutdown(timeout=0)
         return 1
-    http = await HttpService.start(HttpHandlers(server), http_socket)
-    host, port = http.sockname[:2]
+    assert frontends.http is not None
+    host, port = frontends.http.sockname[:2]
+    logger.info("HTTP listening at %s:%d while the models load", host, port)
+
+    logger.info("loading models from %s", ", ".join(str(p) for p in repositories))
+    loading = asyncio.ensure_future(server.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((loading, stopping), return_when=asyncio.FIRST_COMPLETED)
+    if not loading.done():
+        logger.info("stop signal while the models load: stopping")
+        loading.cancel()
+        await asyncio.wait((loading,))
+        return await _shut_down(server, frontends, settings.exit_timeout_secs, access_log)
+    try:
+        failed = loading.result()
+    except ValueError as exc:  # an unusable repository (missing folder, duplicate model)
+        logger.error("%s", exc)
+        failed = None
+    if failed is None or (failed and settings.exit_on_error):
+        if failed:
+            logger.error(
+                "exiting: %d model(s) failed to load (use --exit-on-error=false to serve the rest)",
+                len(failed),
+            )
+        stopping.cancel()
+        await _shut_down(server, frontends, 0, access_log)
+        return 1
+    _log_model_table(server)
     logger.info("Started HTTPService at %s:%d", host, port)
     _log_how_to_call(host, port, server)
 
-    await stop.wait()
-    logger.info("shutting down: finishing accepted requests")
-    await http.shutdown(timeout=GRACEFUL_SHUTDOWN_SECONDS)
-    await server.stop()
+    await stopping
+    return await _shut_down(server, frontends, settings.exit_timeout_secs, access_log)
+
+
+class _Frontends:
+    """The gRPC, metrics and HTTP services, started in that order and stopped together."""
+
+    def __init__(self) -> None:
+        self.grpc: GrpcService | None = None
+        self.metrics = None
+        self.http: HttpService | None = None
+
+    async def start(
+        self, server: InferenceServer, settings: ServerSettings, access_log: AccessLog | None
+    ) -> None:
+        """Start every service; log and raise ``OSError`` when one cannot listen."""
+        # gRPC first, as Triton does: once HTTP announces itself, both protocols answer.
+        if settings.allow_grpc:
+            try:
+                self.grpc = await GrpcService.start(
+                    server, settings.grpc_address, settings.grpc_port
+                )
+            except OSError as exc:
+                logger.error(
+                    "cannot listen on %s:%d: %s", settings.grpc_address, settings.grpc_port, exc
+                )
+                raise
+            logger.info(
+                "Started GRPCInferenceService at %s:%d", settings.grpc_address, self.grpc.port
+            )
+        # Metrics before HTTP too: once HTTP announces itself, /metrics answers.
+        if settings.allow_metrics:
+            metrics_address = settings.metrics_address or settings.http_address  # as Triton
+            try:
+                metrics_socket = bind_socket(metrics_address, settings.metrics_port)
+            except OSError as exc:
+                logger.error(
+                    "cannot listen on %s:%d: %s", metrics_address, settings.metrics_port, exc
+                )
+                raise
+            self.metrics = await start_metrics_service(
+                server.model_statistics, metrics_socket, cpu_metrics=settings.allow_cpu_metrics
+            )
+            logger.info("Started Metrics Service at %s:%d", *self.metrics.sockname[:2])
+        try:
+            http_socket = bind_socket(settings.http_address, settings.http_port)
+        except OSError as exc:
+            logger.error(
+                "cannot listen on %s:%d: %s", settings.http_address, settings.http_port, exc
+            )
+            raise
+        self.http = await HttpService.start(
+            HttpHandlers(server, access_log),
+            http_socket,
+            max_body_size=settings.http_max_input_size,
+        )
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop HTTP and gRPC (requests in flight get ``timeout`` seconds); metrics stay up
+        until :meth:`shutdown_metrics`, so that the drain can be watched."""
+        stops = []
+        if self.http is not None:
+            stops.append(self.http.shutdown(timeout=timeout))
+        if self.grpc is not None:
+            stops.append(self.grpc.shutdown(timeout=timeout))
+        await asyncio.gather(*stops)
+        await self.shutdown_metrics()
+
+    async def shutdown_metrics(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.shutdown(timeout=1)
+            self.metrics = None
+
+
+async def _shut_down(
+    server: InferenceServer,
+    frontends: _Frontends,
+    exit_timeout: float,
+    access_log: AccessLog | None,
+) -> int:
+    """Readiness false and new requests refused at once; the accepted ones finish within
+    ``exit_timeout`` seconds, the rest are cancelled with an error; then every model unloads.
+    Returns the exit code: 0, or 1 when requests had to be cancelled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + exit_timeout
+    server.begin_shutdown()
+    code = 0
+    if exit_timeout:
+        logger.info("shutting down: finishing accepted requests (up to %s s)", exit_timeout)
+    if not await server.drain(exit_timeout):
+        cancelled = server.cancel_inflight()
+        logger.warning(
+            "exit timeout (%s s): cancelled %d request(s) still running", exit_timeout, cancelled
+        )
+        await server.drain(_ANSWER_GRACE_SECONDS)  # they answer with an error
+        code = 1
+    await frontends.shutdown(timeout=max(deadline - loop.time(), _ANSWER_GRACE_SECONDS))
+    try:
+        await asyncio.wait_for(
+            server.stop(), timeout=max(deadline - loop.time(), 0) + _UNLOAD_GRACE_SECONDS
+        )
+    except asyncio.TimeoutError:
+        # A model still computing a cancelled request cannot be interrupted, and Python
+        # would wait for its thread at exit: leave now, as Triton does (exit code 1).
+        logger.error("models still busy after the exit timeout: exiting without unloading them")
+        if access_log is not None:
+            access_log.close()
+        logging.shutdown()
+        os._exit(1)
+    await frontends.shutdown_metrics()
+    if access_log is not None:
+        access_log.close()
     logger.info("stopped")
-    return 0
+    return code
 
 
 def bind_socket(address: str, port: int) -> socket.socket:
@@ -84,6 +224,13 @@ def bind_socket(address: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _apply_log_verbose(level: int) -> None:
+    """``--log-verbose 1``: tidal's debug messages only; 2 and up: every library's too."""
+    if level == 1:
+        logging.getLogger().setLevel(logging.INFO)
+        logging.getLogger("tidal").setLevel(logging.DEBUG)
 
 
 def _log_model_table(server: InferenceServer) -> None:

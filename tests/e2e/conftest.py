@@ -21,6 +21,8 @@ from .models import build_main_repository
 
 SRC_DIR = Path(__file__).resolve().parents[2] / "src"
 STARTED_RE = re.compile(r"Started HTTPService at ([0-9.]+):(\d+)")
+GRPC_STARTED_RE = re.compile(r"Started GRPCInferenceService at ([0-9.]+):(\d+)")
+METRICS_STARTED_RE = re.compile(r"Started Metrics Service at ([0-9.]+):(\d+)")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
@@ -52,13 +54,19 @@ def run_tidal(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
 
 
 class TidalServer:
-    """One ``python -m tidal serve`` subprocess whose stderr is drained by a thread."""
+    """One ``python -m tidal serve`` subprocess whose stderr is drained by a thread.
+
+    gRPC and metrics listen on free ports (``--grpc-port 0 --metrics-port 0``) unless
+    ``args`` say otherwise; a later flag wins, so tests can still pass their own ports.
+    """
 
     def __init__(self, args: Sequence[str]) -> None:
-        self.args = ["serve", *args]
+        self.args = ["serve", "--grpc-port", "0", "--metrics-port", "0", *args]
         self.lines: list[str] = []
         self.host: str | None = None
         self.port: int | None = None
+        self.grpc_port: int | None = None
+        self.metrics_port: int | None = None
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._eof = threading.Event()
@@ -81,6 +89,14 @@ class TidalServer:
             for line in stream:
                 with self._lock:
                     self.lines.append(line)
+                if self.metrics_port is None:
+                    metrics_match = METRICS_STARTED_RE.search(line)
+                    if metrics_match:
+                        self.metrics_port = int(metrics_match.group(2))
+                if self.grpc_port is None:
+                    grpc_match = GRPC_STARTED_RE.search(line)
+                    if grpc_match:
+                        self.grpc_port = int(grpc_match.group(2))
                 if not self._started.is_set():
                     match = STARTED_RE.search(line)
                     if match:
@@ -104,6 +120,18 @@ class TidalServer:
     @property
     def base_url(self) -> str:
         return f"http://{self.url}"
+
+    @property
+    def metrics_url(self) -> str:
+        """``http://host:port/metrics`` of the metrics service (logged before HTTP's)."""
+        assert self.metrics_port is not None, "the server announced no metrics port"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` of the gRPC service (logged before the HTTP one)."""
+        assert self.grpc_port is not None, "the server announced no gRPC port"
+        return f"{self.host}:{self.grpc_port}"
 
     def wait_started_or_exited(self, timeout: float = START_TIMEOUT_S) -> bool:
         """True once the server announced its port; False if the process exited first."""
@@ -166,7 +194,7 @@ def main_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(main_repository: Path) -> Iterator[TidalServer]:
-    args = ["--model-repository", str(main_repository)]
+    args = ["--model-repository", str(main_repository), "--grpc-address", "127.0.0.1"]
     proc = TidalServer([*args, "--http-port", "0", "--http-address", "127.0.0.1"])
     try:
         proc.wait_started()

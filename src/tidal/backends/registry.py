@@ -13,16 +13,23 @@ from tidal.config.pbtxt import ConfigError
 # "name": "module:attribute"; imported on first use so `import tidal` stays light.
 _BUILTIN: dict[str, str] = {
     "onnxruntime": "tidal.backends.onnxruntime:OnnxRuntimeBackend",
+    "pytorch": "tidal.backends.torchscript:TorchScriptBackend",
+    "ensemble": "tidal.scheduling.ensemble:EnsembleBackend",
+    "python": "tidal.backends.python.backend:PythonBackend",
 }
 
 # Triton platform names and the backend serving each.
 _PLATFORMS: dict[str, str] = {
     "onnxruntime_onnx": "onnxruntime",
+    "pytorch_libtorch": "pytorch",
+    "ensemble": "ensemble",
 }
 
 # Model file names that identify a backend when the config names none.
 _MODEL_FILES: dict[str, str] = {
     "model.onnx": "onnxruntime",
+    "model.pt": "pytorch",
+    "model.py": "python",
 }
 
 _ENTRY_POINT_GROUP = "tidal.backends"

@@ -12,6 +12,7 @@ import typing
 from collections.abc import Sequence
 
 from tidal import __version__
+from tidal.cli.config_cmd import add_config_command
 from tidal.config.settings import ServerSettings
 
 ENV_PREFIX = "TIDAL_"
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings_flags(serve)
     serve.set_defaults(command="serve", handler=_serve)
+    add_config_command(commands)
     return parser
 
 
@@ -77,7 +79,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{field.metadata.get('help', '')} [env {ENV_PREFIX}{field.name.upper()}]"
         kind = hints[field.name]
         if _is_multi(field):
-            parser.add_argument(flag, action="append", metavar="PATH", help=help_text)
+            parser.add_argument(
+                flag, action="append", metavar=field.metadata.get("metavar", "PATH"), help=help_text
+            )
         elif _is_bool(kind):
             # Triton's spelling: --flag, --flag=true, --flag=false
             parser.add_argument(
@@ -109,7 +113,8 @@ def _parse_env(field: dataclasses.Field, text: str) -> object:
 
 
 def _is_multi(field: dataclasses.Field) -> bool:
-    return field.name == "model_repository"
+    """Tuple-valued settings are repeatable flags (and ``:``-separated variables)."""
+    return isinstance(field.default, tuple)
 
 
 def _is_bool(kind: object) -> bool:

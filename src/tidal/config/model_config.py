@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from tidal.core.datatypes import DataType
 
@@ -63,6 +64,28 @@ class QueuePolicy:
 
 
 @dataclass(frozen=True)
+class WarmupInput:
+    """One input of a warmup sample: ``source`` is ``zero``, ``random`` or ``file`` (then
+    ``file`` names a file in the model's ``warmup/`` folder holding the raw tensor bytes)."""
+
+    name: str
+    data_type: DataType
+    dims: tuple[int, ...]
+    source: str
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class ModelWarmup:
+    """A warmup sample run on every instance before the model is ready."""
+
+    name: str
+    batch_size: int
+    inputs: tuple[WarmupInput, ...]
+    count: int = 0
+
+
+@dataclass(frozen=True)
 class DynamicBatching:
     """Triton's ``dynamic_batching`` settings."""
 
@@ -73,6 +96,18 @@ class DynamicBatching:
     default_priority_level: int = 0
     default_queue_policy: QueuePolicy = field(default_factory=QueuePolicy)
     priority_queue_policy: Mapping[int, QueuePolicy] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    """One step of an ensemble: run ``model_name`` (``model_version`` -1: its latest ready
+    version) with ``input_map`` {model input: ensemble tensor} and publish ``output_map``
+    {model output: ensemble tensor}."""
+
+    model_name: str
+    model_version: int = -1
+    input_map: Mapping[str, str] = field(default_factory=dict)
+    output_map: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,17 +129,32 @@ class ModelConfig:
     dynamic_batching: DynamicBatching | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
     default_model_filename: str = ""
+    ensemble_steps: tuple[EnsembleStep, ...] = ()
+    model_warmup: tuple[ModelWarmup, ...] = ()
     source: bytes = b""
 
     def input(self, name: str) -> TensorConfig | None:
-        return next((t for t in self.inputs if t.name == name), None)
+        return self._inputs_by_name.get(name)
 
     def output(self, name: str) -> TensorConfig | None:
-        return next((t for t in self.outputs if t.name == name), None)
+        return self._outputs_by_name.get(name)
+
+    # Looked up for every request: built once per (immutable) config.
+    @cached_property
+    def _inputs_by_name(self) -> dict[str, TensorConfig]:
+        return {t.name: t for t in self.inputs}
+
+    @cached_property
+    def _outputs_by_name(self) -> dict[str, TensorConfig]:
+        return {t.name: t for t in self.outputs}
 
     @property
     def batching(self) -> bool:
         return self.max_batch_size > 0
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.platform == "ensemble"
 
     @property
     def instance_count(self) -> int:

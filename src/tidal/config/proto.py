@@ -6,11 +6,14 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tidal.config.model_config import (
     DynamicBatching,
+    EnsembleStep,
     InstanceGroup,
     ModelConfig,
+    ModelWarmup,
     QueuePolicy,
     TensorConfig,
     VersionPolicy,
+    WarmupInput,
 )
 from tidal.core.datatypes import DataType
 
@@ -35,6 +38,8 @@ def from_proto(message: pb.ModelConfig) -> ModelConfig:
         ),
         parameters={k: v.string_value for k, v in message.parameters.items()},
         default_model_filename=message.default_model_filename,
+        ensemble_steps=tuple(_ensemble_step(s) for s in message.ensemble_scheduling.step),
+        model_warmup=tuple(_warmup(w) for w in message.model_warmup),
         source=message.SerializeToString(deterministic=True),
     )
 
@@ -62,6 +67,8 @@ def to_proto(config: ModelConfig) -> pb.ModelConfig:
     message.ClearField("dynamic_batching")
     if config.dynamic_batching is not None:
         _set_dynamic_batching(message.dynamic_batching, config.dynamic_batching)
+    if config.ensemble_steps:  # ensemble_scheduling shares a oneof with dynamic_batching
+        _set_ensemble_steps(message.ensemble_scheduling, config.ensemble_steps)
     message.parameters.clear()
     for key, value in config.parameters.items():
         message.parameters[key].string_value = value
@@ -107,6 +114,57 @@ def _set_tensor(message, tensor: TensorConfig, *, is_input: bool) -> None:
         message.allow_ragged_batch = tensor.allow_ragged_batch
     else:
         message.label_filename = tensor.label_filename
+
+
+def _warmup(message: pb.ModelWarmup) -> ModelWarmup:
+    inputs = []
+    for name in sorted(message.inputs):
+        raw = message.inputs[name]
+        type_name = pb.DataType.Name(raw.data_type)
+        try:
+            data_type = DataType.from_config_name(type_name)
+        except ValueError:
+            raise ValueError(
+                f"model_warmup '{message.name}': input '{name}': unsupported data_type {type_name}"
+            ) from None
+        source = raw.WhichOneof("input_data_type")
+        if source is None:
+            raise ValueError(
+                f"model_warmup '{message.name}': input '{name}' sets none of zero_data, "
+                "random_data and input_data_file"
+            )
+        inputs.append(
+            WarmupInput(
+                name=name,
+                data_type=data_type,
+                dims=tuple(raw.dims),
+                source={"zero_data": "zero", "random_data": "random"}.get(source, "file"),
+                file=raw.input_data_file,
+            )
+        )
+    return ModelWarmup(
+        name=message.name,
+        batch_size=message.batch_size,
+        inputs=tuple(inputs),
+        count=message.count,
+    )
+
+
+def _ensemble_step(message: pb.ModelEnsembling.Step) -> EnsembleStep:
+    return EnsembleStep(
+        model_name=message.model_name,
+        model_version=message.model_version,
+        input_map=dict(message.input_map),
+        output_map=dict(message.output_map),
+    )
+
+
+def _set_ensemble_steps(message: pb.ModelEnsembling, steps: tuple[EnsembleStep, ...]) -> None:
+    del message.step[:]
+    for step in steps:
+        added = message.step.add(model_name=step.model_name, model_version=step.model_version)
+        added.input_map.update(step.input_map)
+        added.output_map.update(step.output_map)
 
 
 def _version_policy(message: pb.ModelConfig) -> VersionPolicy:

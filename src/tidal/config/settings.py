@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+# Latency histogram bucket bounds in seconds: 100 us to 10 s, about 2.5x apart.
+DEFAULT_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                           0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # fmt: skip
 
 
 def _opt(help_text: str, **extra: object) -> dict[str, object]:
@@ -21,7 +26,25 @@ class ServerSettings:
     http_port: int = field(default=8000, **_opt("HTTP port (0 picks a free port)."))
     http_address: str = field(default="0.0.0.0", **_opt("Address the HTTP service binds."))
     grpc_port: int = field(default=8001, **_opt("gRPC port (0 picks a free port)."))
-    metrics_port: int = field(default=8002, **_opt("Prometheus metrics port."))
+    grpc_address: str = field(default="0.0.0.0", **_opt("Address the gRPC service binds."))
+    allow_grpc: bool = field(default=True, **_opt("Serve the gRPC inference service."))
+    metrics_port: int = field(
+        default=8002, **_opt("Prometheus metrics port, serving /metrics (0 picks a free port).")
+    )
+    metrics_address: str = field(
+        default="", **_opt("Address the metrics service binds. Default: the HTTP address.")
+    )
+    allow_metrics: bool = field(default=True, **_opt("Serve Prometheus metrics."))
+    allow_cpu_metrics: bool = field(
+        default=True, **_opt("Include process and host CPU and memory metrics.")
+    )
+    metrics_latency_buckets: str = field(
+        default=",".join(f"{b:g}" for b in DEFAULT_LATENCY_BUCKETS),
+        **_opt("Latency histogram bucket bounds in seconds, comma-separated ('' for none)."),
+    )
+    access_log: str = field(
+        default="", **_opt("Write a JSON line per HTTP request to this file ('-': stdout).")
+    )
     disable_auto_complete_config: bool = field(
         default=False, **_opt("Do not complete missing model configuration from the model file.")
     )
@@ -35,7 +58,47 @@ class ServerSettings:
     strict_readiness: bool = field(
         default=True, **_opt("Report ready only when every model is ready.")
     )
-    log_verbose: int = field(default=0, **_opt("Verbose logging level (0 = off)."))
+    model_control_mode: str = field(
+        default="none",
+        **_opt(
+            "none: load every model at start-up; poll: also follow changes on disk; "
+            "explicit: load and unload through the repository API."
+        ),
+    )
+    load_model: tuple[str, ...] = field(
+        default=(),
+        **_opt(
+            "In explicit mode, a model to load at start-up (repeatable; '*' loads all).",
+            metavar="NAME",
+        ),
+    )
+    repository_poll_secs: float = field(
+        default=15.0, **_opt("Seconds between two polls of the repositories in poll mode.")
+    )
+    exit_timeout_secs: int = field(
+        default=30,
+        **_opt("Seconds to let accepted requests finish after SIGTERM before cancelling them."),
+    )
+    http_max_input_size: int = field(
+        default=64 * 1024 * 1024,
+        **_opt("Largest HTTP request body in bytes, also after decompression."),
+    )
+    log_verbose: int = field(
+        default=0,
+        **_opt(
+            "Verbose logging: 1 logs tidal's debug messages and each request, 2 and up also "
+            "the libraries' (0 = off)."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check_model_control(self)
+        self.latency_buckets  # noqa: B018 - a bad list stops start-up with its reason
+
+    @property
+    def latency_buckets(self) -> tuple[float, ...]:
+        """``metrics_latency_buckets`` as numbers; ``()`` means no latency histograms."""
+        return parse_buckets(self.metrics_latency_buckets)
 
     @property
     def auto_complete_config(self) -> bool:
@@ -43,3 +106,44 @@ class ServerSettings:
         if self.disable_auto_complete_config:
             return False
         return self.strict_model_config is not True
+
+
+MODEL_CONTROL_MODES = ("none", "poll", "explicit")
+
+
+def _check_model_control(settings: ServerSettings) -> None:
+    """Reject model-control and limit settings that cannot work, the way Triton does."""
+    mode = settings.model_control_mode.strip().lower()  # Triton takes NONE, Poll, ...
+    if mode not in MODEL_CONTROL_MODES:
+        raise ValueError(
+            f"--model-control-mode must be one of {', '.join(MODEL_CONTROL_MODES)}, "
+            f"got '{settings.model_control_mode}'"
+        )
+    object.__setattr__(settings, "model_control_mode", mode)
+    if "*" in settings.load_model and len(settings.load_model) > 1:
+        raise ValueError(
+            "Wildcard model name '*' must be the ONLY startup model if specified at all."
+        )
+    if mode == "poll" and settings.repository_poll_secs <= 0:
+        raise ValueError("--repository-poll-secs must be greater than 0 in poll mode")
+    if settings.exit_timeout_secs < 0:
+        raise ValueError("--exit-timeout-secs must not be negative")
+    if settings.http_max_input_size <= 0:
+        raise ValueError("--http-max-input-size must be greater than 0")
+
+
+def parse_buckets(text: str) -> tuple[float, ...]:
+    """Bucket bounds from ``"0.001,0.01,0.1"`` (seconds); raise ``ValueError`` naming a bound
+    that is not a positive, finite number above the one before it."""
+    bounds: list[float] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"latency bucket '{part}' is not a number of seconds") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"latency bucket '{part}' must be a positive number of seconds")
+        if bounds and value <= bounds[-1]:
+            raise ValueError(f"latency buckets must increase: {part} follows {bounds[-1]:g}")
+        bounds.append(value)
+    return tuple(bounds)

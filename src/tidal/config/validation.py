@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tidal.config.ensemble import check_ensemble_config
 from tidal.config.model_config import InstanceGroup, ModelConfig, TensorConfig
 from tidal.config.pbtxt import ConfigError
 
@@ -12,6 +13,8 @@ _INSTANCE_KINDS = {"KIND_AUTO", "KIND_CPU", "KIND_GPU", "KIND_MODEL"}
 
 def normalize_config(config: ModelConfig) -> ModelConfig:
     """Fill the defaults Triton shows in an effective config (name, one instance group)."""
+    if config.is_ensemble:
+        return config  # an ensemble has no instances of its own
     groups = config.instance_groups or (InstanceGroup(name="", count=1, kind="KIND_CPU"),)
     groups = tuple(
         replace(
@@ -52,6 +55,8 @@ def validate_config(config: ModelConfig) -> None:
     if policy.kind == "latest" and policy.num_versions < 1:
         raise ConfigError(f"{where}: version_policy latest num_versions must be >= 1")
     _validate_batching(where, config)
+    if config.is_ensemble or config.ensemble_steps:
+        check_ensemble_config(config)
 
 
 def _validate_tensor(where: str, kind: str, tensor: TensorConfig) -> None:

@@ -37,3 +37,22 @@ def version_dirs(model_dir: Path) -> dict[int, Path]:
         for entry in model_dir.iterdir()
         if entry.is_dir() and _VERSION_DIR.match(entry.name)
     }
+
+
+def list_model_folders(repositories: Iterable[Path]) -> tuple[dict[str, list[Path]], list[str]]:
+    """Every model folder per name (several when a name is in two repositories), and one
+    message per repository that cannot be listed. Never raises: the index and the poller
+    must keep working while an operator edits the repositories."""
+    folders: dict[str, list[Path]] = {}
+    problems: list[str] = []
+    for repository in repositories:
+        try:
+            entries = sorted(repository.iterdir())
+        except OSError as exc:
+            problems.append(f"failed to poll model repository '{repository}': {exc}")
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            folders.setdefault(entry.name, []).append(entry)
+    return folders, problems

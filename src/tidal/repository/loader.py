@@ -6,28 +6,45 @@ import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tidal.backends.base import Backend, ModelInstance
 from tidal.backends.registry import backend_name_for, get_backend, platform_for
+from tidal.config.ensemble import check_ensemble_steps
 from tidal.config.model_config import ModelConfig
 from tidal.config.pbtxt import ConfigError, read_model_config
 from tidal.config.validation import normalize_config, validate_config
 from tidal.core.states import ModelState
 from tidal.repository.layout import version_dirs
 from tidal.repository.model_table import LoadedVersion, ModelRecord, VersionRecord
+from tidal.repository.warmup import run_warmup
+from tidal.scheduling.ensemble import EnsembleScheduler
 from tidal.scheduling.factory import build_scheduler
 from tidal.scheduling.instance_pool import InstancePool
 from tidal.scheduling.statistics import ModelStatistics
 
+if TYPE_CHECKING:
+    from tidal.repository.manager import ModelRepository
+
 logger = logging.getLogger(__name__)
 
 
-async def load_model(name: str, model_dir: Path, *, auto_complete: bool) -> ModelRecord:
-    """Load every version the policy selects; failures are recorded, never raised."""
+async def load_model(
+    name: str,
+    model_dir: Path,
+    *,
+    auto_complete: bool,
+    config: ModelConfig | None = None,
+    repository: ModelRepository | None = None,
+) -> ModelRecord:
+    """Load every version the policy selects; failures are recorded, never raised.
+
+    ``config`` replaces the folder's ``config.pbtxt`` (a load request's override).
+    """
     record = ModelRecord(name=name, path=model_dir, state=ModelState.LOADING)
     try:
         config, backend, versions = await asyncio.to_thread(
-            prepare_config, model_dir, auto_complete
+            prepare_config, model_dir, auto_complete, config
         )
     except ConfigError as exc:
         record.state, record.reason = ModelState.UNAVAILABLE, str(exc)
@@ -41,7 +58,12 @@ async def load_model(name: str, model_dir: Path, *, auto_complete: bool) -> Mode
         )
         return record
     for version in selected:
-        record.versions[version] = await _load_version(config, backend, version, versions[version])
+        if config.is_ensemble:  # steps run on the repository's models: no instances
+            record.versions[version] = _ensemble_version(config, version, model_dir, repository)
+            continue
+        record.versions[version] = await _load_version(
+            config, backend, version, versions[version], model_dir
+        )
     ready = record.ready_versions()
     record.state = ModelState.READY if ready else ModelState.UNAVAILABLE
     if not ready:
@@ -50,17 +72,19 @@ async def load_model(name: str, model_dir: Path, *, auto_complete: bool) -> Mode
 
 
 def prepare_config(
-    model_dir: Path, auto_complete: bool
+    model_dir: Path, auto_complete: bool, override: ModelConfig | None = None
 ) -> tuple[ModelConfig, Backend, dict[int, Path]]:
     """The effective configuration of a model folder, its backend and its version folders."""
-    config = read_model_config(model_dir)
+    config = override if override is not None else read_model_config(model_dir)
+    if override is not None and not config.name:
+        config = replace(config, name=model_dir.name)
     versions = version_dirs(model_dir)
     backend_name = backend_name_for(config, [versions[v] for v in sorted(versions)])
     backend = get_backend(backend_name)
     config = replace(
         config,
         name=config.name or model_dir.name,
-        backend=config.backend or backend_name,
+        backend=config.backend or ("" if config.is_ensemble else backend_name),
         platform=config.platform or platform_for(backend_name),
     )
     if auto_complete and versions:
@@ -71,13 +95,13 @@ def prepare_config(
 
 
 async def _load_version(
-    config: ModelConfig, backend: Backend, version: int, version_dir: Path
+    config: ModelConfig, backend: Backend, version: int, version_dir: Path, model_dir: Path
 ) -> VersionRecord:
     try:
+        labels = await asyncio.to_thread(_read_labels, config, model_dir)
         instances = await asyncio.to_thread(
-            _create_instances, config, backend, version, version_dir
+            _create_instances, config, backend, version, version_dir, model_dir
         )
-        labels = await asyncio.to_thread(_read_labels, config, version_dir.parent)
     except ConfigError as exc:
         return VersionRecord(version, ModelState.UNAVAILABLE, reason=str(exc))
     except Exception as exc:  # a backend's own failure must not take the server down
@@ -98,15 +122,40 @@ async def _load_version(
     return VersionRecord(version, ModelState.READY, loaded=loaded)
 
 
+def _ensemble_version(
+    config: ModelConfig, version: int, model_dir: Path, repository: ModelRepository | None
+) -> VersionRecord:
+    try:
+        if repository is None:
+            raise ConfigError(f"ensemble '{config.name}' needs a repository to run its steps")
+        check_ensemble_steps(config, lambda name, v: repository.resolve(name, v).config)
+        labels = _read_labels(config, model_dir)
+    except ConfigError as exc:
+        return VersionRecord(version, ModelState.UNAVAILABLE, reason=str(exc))
+    stats = ModelStatistics()
+    scheduler = EnsembleScheduler(config, version, stats, repository.run_step)
+    loaded = LoadedVersion(
+        name=config.name,
+        version=version,
+        config=config,
+        scheduler=scheduler,
+        stats=stats,
+        labels=labels,
+    )
+    return VersionRecord(version, ModelState.READY, loaded=loaded)
+
+
 def _create_instances(
-    config: ModelConfig, backend: Backend, version: int, version_dir: Path
+    config: ModelConfig, backend: Backend, version: int, version_dir: Path, model_dir: Path
 ) -> list[ModelInstance]:
+    """Every instance of a version, warmed up; none is left open when one fails."""
     instances: list[ModelInstance] = []
     try:
         for group in config.instance_groups:
             for device in _devices(group.kind, group.gpus):
                 for _ in range(group.count):
                     instances.append(backend.create_instance(config, version_dir, device, version))
+        run_warmup(config, version, model_dir, instances)
     except BaseException:
         for instance in instances:
             instance.close()

@@ -41,6 +41,11 @@ class ModelRecord:
     state: ModelState = ModelState.UNKNOWN
     reason: str = ""
     versions: dict[int, VersionRecord] = field(default_factory=dict)
+    # What the folder looked like when it was loaded; None when a load request replaced the
+    # config or the files, so the next plain load reads the folder again.
+    fingerprint: str | None = None
+    # A temporary folder holding files pushed with the load request, removed with the record.
+    override_dir: Path | None = None
 
     def ready_versions(self) -> list[int]:
         return sorted(v for v, r in self.versions.items() if r.state is ModelState.READY)

@@ -9,7 +9,13 @@ from tidal.config.model_config import ModelConfig
 from tidal.core.errors import InferenceError
 from tidal.core.types import InferRequest, InferResponse
 from tidal.scheduling.instance_pool import InstancePool
-from tidal.scheduling.statistics import ModelStatistics
+from tidal.scheduling.statistics import (
+    BACKEND,
+    CANCELED,
+    CURRENT_TIMING,
+    REJECTED,
+    ModelStatistics,
+)
 
 
 class DirectScheduler:
@@ -27,25 +33,39 @@ class DirectScheduler:
         self.inflight = 0
 
     async def submit(self, request: InferRequest) -> InferResponse:
+        stats = self._stats
         if self._stopping:
+            stats.record_failure(REJECTED, 0)
             raise InferenceError.unavailable(f"model '{self._model_name}' is unloading")
         arrived = time.perf_counter_ns()
         self.inflight += 1
         self._drained.clear()
-        ok = False
         try:
-            instance = await self._pool.acquire()
+            stats.pending += 1
+            try:
+                instance = await self._pool.acquire()
+            finally:
+                stats.pending -= 1
             started = time.perf_counter_ns()
             (result,), infer_ns = await asyncio.shield(self._pool.execute(instance, [request]))
-            self._stats.queue.add(started - arrived)
-            size = request.inputs[0].shape[0] if self._batching and request.inputs else 1
-            self._stats.record_execution(size, 1, infer_ns)
             if isinstance(result, InferenceError):
                 raise result
-            ok = True
+            size = request.inputs[0].shape[0] if self._batching and request.inputs else 1
+            stats.record_execution(size, infer_ns)
+            queue_ns = started - arrived
+            stats.record_success(time.perf_counter_ns() - arrived, queue_ns, infer_ns)
+            timing = CURRENT_TIMING.get()
+            if timing is not None:
+                timing.queue_ns += queue_ns  # added: an ensemble's steps add up
+                timing.compute_infer_ns += infer_ns
             return result
+        except asyncio.CancelledError:
+            stats.record_failure(CANCELED, time.perf_counter_ns() - arrived)
+            raise
+        except BaseException:  # the model's error for this request, or its execution failed
+            stats.record_failure(BACKEND, time.perf_counter_ns() - arrived)
+            raise
         finally:
-            self._stats.record_request(ok, time.perf_counter_ns() - arrived)
             self.inflight -= 1
             if self.inflight == 0:
                 self._drained.set()

@@ -17,10 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidal.config.model_config import ModelConfig, QueuePolicy
-from tidal.core.errors import InferenceError
+from tidal.core.errors import ErrorCode, InferenceError
 from tidal.core.types import InferRequest, InferResponse
 from tidal.scheduling.instance_pool import InstancePool, TimedResult
-from tidal.scheduling.statistics import ModelStatistics
+from tidal.scheduling.statistics import (
+    BACKEND,
+    CANCELED,
+    CURRENT_TIMING,
+    OTHER,
+    REJECTED,
+    ModelStatistics,
+)
 
 _QUEUED, _TAKEN, _DONE = 0, 1, 2
 
@@ -37,6 +44,9 @@ class _Pending:
     arrived_ns: int  # perf counter, for statistics
     timeout_action: str
     state: int = _QUEUED
+    queue_ns: int = 0  # statistics: waiting time, execution time, why it failed
+    infer_ns: int = 0
+    reason: int = BACKEND
 
 
 @dataclass
@@ -84,16 +94,23 @@ class DynamicBatchScheduler:
     # -- the caller's side ---------------------------------------------------------------
 
     async def submit(self, request: InferRequest) -> InferResponse:
-        if self._stopping:
-            raise InferenceError.unavailable(f"model '{self._name}' is unloading")
-        level = self._level_of(request)
-        queue = self._queues[level]
-        policy = queue.policy
-        if policy.max_queue_size and queue.live >= policy.max_queue_size:
-            raise InferenceError.unavailable(f"Exceeds maximum queue size for model '{self._name}'")
-        loop = asyncio.get_running_loop()
+        stats = self._stats
+        try:
+            if self._stopping:
+                raise InferenceError.unavailable(f"model '{self._name}' is unloading")
+            level = self._level_of(request)
+            queue = self._queues[level]
+            policy = queue.policy
+            if policy.max_queue_size and queue.live >= policy.max_queue_size:
+                raise InferenceError.unavailable(
+                    f"Exceeds maximum queue size for model '{self._name}'"
+                )
+            timeout_us = self._timeout_of(request, policy)
+        except InferenceError as exc:
+            stats.record_failure(REJECTED if exc.code is ErrorCode.UNAVAILABLE else OTHER, 0)
+            raise
+        loop = self._pool.loop()  # not asyncio.get_running_loop(): see InstancePool.loop
         now = loop.time()
-        timeout_us = self._timeout_of(request, policy)
         pending = _Pending(
             request=request,
             future=loop.create_future(),
@@ -109,25 +126,33 @@ class DynamicBatchScheduler:
         queue.entries.append(pending)
         queue.live += 1
         self._live += 1
+        stats.pending += 1
         self.inflight += 1
         if timeout_us:
             heapq.heappush(self._deadlines, (now + timeout_us / 1e6, pending.seq, pending))
         self._changed.set()
         if self._task is None:
             self._task = loop.create_task(self._run(), name=f"tidal-batcher-{self._name}")
-        ok = False
         try:
             response = await pending.future
-            ok = True
-            return response
         except asyncio.CancelledError:
             if pending.state == _QUEUED:  # never started: drop it from the queue
                 self._remove(pending)
                 self._deliver(pending, None)
+            stats.record_failure(CANCELED, time.perf_counter_ns() - pending.arrived_ns)
+            raise
+        except BaseException:
+            stats.record_failure(pending.reason, time.perf_counter_ns() - pending.arrived_ns)
             raise
         finally:
             self.inflight -= 1
-            self._stats.record_request(ok, time.perf_counter_ns() - pending.arrived_ns)
+        total_ns = time.perf_counter_ns() - pending.arrived_ns
+        stats.record_success(total_ns, pending.queue_ns, pending.infer_ns)
+        timing = CURRENT_TIMING.get()
+        if timing is not None:
+            timing.queue_ns += pending.queue_ns  # added: an ensemble's steps add up
+            timing.compute_infer_ns += pending.infer_ns
+        return response
 
     async def stop(self) -> None:
         """Refuse new requests, run every queued one, then close the instances."""
@@ -246,7 +271,7 @@ class DynamicBatchScheduler:
         for pending in batch:
             self._remove(pending)
             pending.state = _TAKEN
-            self._stats.queue.add(started - pending.arrived_ns)
+            pending.queue_ns = started - pending.arrived_ns
         self._running += 1
         future = self._pool.execute(instance, [p.request for p in batch])
         future.add_done_callback(lambda done: self._complete(batch, done))
@@ -262,7 +287,13 @@ class DynamicBatchScheduler:
         else:
             timed: TimedResult = done.result()
             results, infer_ns = timed
-            self._stats.record_execution(sum(p.size for p in batch), len(batch), infer_ns)
+            answered = 0  # samples that got a response: Triton counts successful inferences
+            for pending, result in zip(batch, results, strict=True):
+                pending.infer_ns = infer_ns
+                if not isinstance(result, BaseException):
+                    answered += pending.size
+            if answered:
+                self._stats.record_execution(answered, infer_ns)
         for pending, result in zip(batch, results, strict=True):
             self._deliver(pending, result)
         self._changed.set()
@@ -280,6 +311,7 @@ class DynamicBatchScheduler:
                 self._queues[-1].live += 1
                 continue
             self._remove(pending)
+            pending.reason = REJECTED
             self._deliver(pending, InferenceError.unavailable("Request timeout expired"))
 
     def _remove(self, pending: _Pending) -> None:
@@ -287,6 +319,7 @@ class DynamicBatchScheduler:
         pending.state = _DONE
         self._queues[pending.level].live -= 1
         self._live -= 1
+        self._stats.pending -= 1
         self._changed.set()
 
     def _deliver(self, pending: _Pending, result: Any) -> None:

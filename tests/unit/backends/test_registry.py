@@ -36,7 +36,8 @@ def test_unknown_platform_is_an_error():
     with pytest.raises(ConfigError) as info:
         backend_name_for(ModelConfig(name="m", platform="tensorflow_savedmodel"), [])
     assert str(info.value) == (
-        "model 'm': unsupported platform 'tensorflow_savedmodel' (supported: onnxruntime_onnx)"
+        "model 'm': unsupported platform 'tensorflow_savedmodel' (supported: ensemble, "
+        "onnxruntime_onnx, pytorch_libtorch)"
     )
 
 
@@ -59,9 +60,9 @@ def test_model_folder_named_model_onnx_counts(tmp_path):
     assert backend_name_for(ModelConfig(name="m"), [tmp_path]) == "onnxruntime"
 
 
-@pytest.mark.parametrize("filename", ["", "model.pt"])
+@pytest.mark.parametrize("filename", ["", "model.bin"])
 def test_no_known_model_file_is_an_error(tmp_path, filename):
-    (tmp_path / "model.pt").write_bytes(b"")
+    (tmp_path / "model.bin").write_bytes(b"")
     config = ModelConfig(name="m", default_model_filename=filename)
     with pytest.raises(ConfigError) as info:
         backend_name_for(config, [tmp_path])
@@ -71,6 +72,18 @@ def test_no_known_model_file_is_an_error(tmp_path, filename):
     )
 
 
+def test_torchscript_from_platform_and_file(tmp_path):
+    assert backend_name_for(ModelConfig(name="m", platform="pytorch_libtorch"), []) == "pytorch"
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert backend_name_for(ModelConfig(name="m"), [tmp_path]) == "pytorch"
+
+
+def test_ensemble_platform():
+    assert backend_name_for(ModelConfig(name="m", platform="ensemble"), []) == "ensemble"
+    assert get_backend("ensemble").name == "ensemble"
+
+
 def test_platform_for():
     assert platform_for("onnxruntime") == "onnxruntime_onnx"
+    assert platform_for("pytorch") == "pytorch_libtorch"
     assert platform_for("python") == ""

@@ -51,7 +51,6 @@ def test_known_paths(path, route):
         "/v2/models/",
         "/v2/models//infer",
         "/v2/model/m",
-        "/v2/repository/index",
         "/v2/models/m/predict",
         "/v2/models/m/infer/more",
         "/v2/models/m/versions",
@@ -85,6 +84,9 @@ def test_methods():
         "model_config": "GET",
         "model_infer": "POST",
         "model_statistics": "GET",
+        "repository_index": "POST",
+        "repository_load": "POST",
+        "repository_unload": "POST",
     }
 
 
@@ -98,6 +100,9 @@ def test_every_route_name_has_a_method():
         "/v2/models/m/config",
         "/v2/models/m/infer",
         "/v2/models/m/stats",
+        "/v2/repository/index",
+        "/v2/repository/models/m/load",
+        "/v2/repository/models/m/unload",
     ]
     names = {match_route(p).name for p in paths}
     assert names == set(METHODS)

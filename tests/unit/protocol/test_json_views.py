@@ -12,7 +12,7 @@ from tidal.protocol.json_views import (
     server_metadata_json,
     statistics_json,
 )
-from tidal.scheduling.statistics import ModelStatistics
+from tidal.scheduling.statistics import OTHER, ModelStatistics
 from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 
 CONFIG_TEXT = """
@@ -157,11 +157,11 @@ def test_model_metadata_json():
 
 def test_statistics_json():
     stats = ModelStatistics()
-    stats.record_execution(4, 2, 1000)  # one execution of 2 requests holding 4 samples
-    stats.record_execution(1, 1, 500)
-    stats.record_request(True, 300)
-    stats.record_request(False, 50)
-    stats.queue.add(20)
+    stats.record_execution(4, 1000)  # one execution holding 4 samples
+    stats.record_execution(1, 500)
+    stats.record_success(300, 20, 250)  # total, queue, compute_infer
+    stats.record_success(400, 30, 500)
+    stats.record_failure(OTHER, 50)
     (entry,) = statistics_json([("m", 3, stats)])["model_stats"]
     last = entry.pop("last_inference")
     assert type(last) is int
@@ -173,12 +173,12 @@ def test_statistics_json():
         "inference_count": 5,
         "execution_count": 2,
         "inference_stats": {
-            "success": {"count": 1, "ns": 300},
+            "success": {"count": 2, "ns": 700},
             "fail": {"count": 1, "ns": 50},
-            "queue": {"count": 1, "ns": 20},
-            "compute_input": {"count": 3, "ns": 0},
-            "compute_infer": {"count": 3, "ns": 2500},
-            "compute_output": {"count": 3, "ns": 0},
+            "queue": {"count": 2, "ns": 50},
+            "compute_input": {"count": 2, "ns": 0},
+            "compute_infer": {"count": 2, "ns": 750},
+            "compute_output": {"count": 2, "ns": 0},
             "cache_hit": zero,
             "cache_miss": zero,
         },

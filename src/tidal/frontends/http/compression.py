@@ -9,48 +9,71 @@ from tidal.core.errors import InferenceError
 _SUPPORTED = ("gzip", "deflate")
 
 
-def decompress_body(body: bytes, content_encoding: str) -> bytes:
-    """The request body without its ``Content-Encoding``; 400 for anything unreadable."""
+def decompress_body(body: bytes, content_encoding: str, max_size: int | None = None) -> bytes:
+    """The request body without its ``Content-Encoding``; 400 for anything unreadable, and
+    for a body that inflates past ``max_size`` bytes (found without inflating all of it)."""
     encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in _SUPPORTED:
         raise InferenceError.unsupported(f"unsupported Content-Encoding '{content_encoding}'")
-    if encoding == "gzip":
-        try:
-            return _gunzip_members(body)
-        except zlib.error:
-            pass
-    else:
-        for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):  # some clients send raw deflate
+    limit = max_size if max_size is not None else -1
+    try:
+        if encoding == "gzip":
             try:
-                return _inflate_exactly(body, wbits)
+                return _gunzip_members(body, limit)
             except zlib.error:
-                continue
+                pass
+        else:
+            for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):  # some clients send raw deflate
+                try:
+                    return _inflate_exactly(body, wbits, limit)
+                except zlib.error:
+                    continue
+    except _TooLarge:
+        raise InferenceError.invalid(
+            f"the request body inflates to more than the maximum allowed input size of "
+            f"{max_size} bytes. Use --http-max-input-size to increase the limit."
+        ) from None
     raise InferenceError.invalid(f"the request body is not valid {encoding} data")
 
 
-def _inflate_exactly(data: bytes, wbits: int) -> bytes:
+class _TooLarge(Exception):
+    """The inflated body passed the size limit."""
+
+
+def _inflate_exactly(data: bytes, wbits: int, limit: int) -> bytes:
     """One whole deflate stream and nothing after it."""
     inflater = zlib.decompressobj(wbits)
-    out = inflater.decompress(data)
+    out = _bounded(inflater, data, limit)
     if not inflater.eof or inflater.unused_data:
         raise zlib.error("truncated stream or trailing data")
     return out
 
 
-def _gunzip_members(body: bytes) -> bytes:
+def _gunzip_members(body: bytes, limit: int) -> bytes:
     """Every member of a gzip body (RFC 1952 allows several, one after another)."""
     parts: list[bytes] = []
     rest = body
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        parts.append(inflater.decompress(rest))
+        parts.append(_bounded(inflater, rest, limit - sum(map(len, parts)) if limit >= 0 else -1))
         if not inflater.eof:
             raise zlib.error("truncated gzip member")
         rest = inflater.unused_data
         if not rest:
             return b"".join(parts)
+
+
+def _bounded(inflater: zlib._Decompress, data: bytes, limit: int) -> bytes:
+    """Inflate ``data``, stopping once the output passes ``limit`` bytes (a negative
+    ``limit``: no bound)."""
+    if limit < 0:
+        return inflater.decompress(data)
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _TooLarge
+    return out
 
 
 def choose_encoding(accept_encoding: str) -> str | None:

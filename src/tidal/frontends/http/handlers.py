@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
 from tidal.core.errors import ErrorCode, InferenceError
 from tidal.frontends.http.compression import choose_encoding, compress_body, decompress_body
 from tidal.frontends.http.routes import METHODS, Route, match_route
+from tidal.frontends.metrics.access_log import AccessLog
 from tidal.protocol.http_request import decode_infer_request, decode_raw_binary_request
 from tidal.protocol.http_response import encode_infer_response
+from tidal.protocol.json_limits import check_json_depth
 from tidal.protocol.json_views import (
     model_config_json,
     model_metadata_json,
     server_metadata_json,
     statistics_json,
 )
+from tidal.protocol.repository_json import (
+    decode_index_request,
+    decode_load_request,
+    decode_unload_request,
+    repository_index_json,
+)
+from tidal.scheduling.statistics import RequestTiming
 from tidal.server.facade import InferenceServer
 
 logger = logging.getLogger(__name__)
@@ -48,38 +59,90 @@ def error_reply(status: int, message: str) -> Reply:
     return Reply(status, orjson.dumps({"error": message}))
 
 
+class RequestHandler(Protocol):
+    """What the HTTP transport calls for each complete request."""
+
+    async def handle(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply: ...
+
+
 class HttpHandlers:
     """Answers one HTTP request at a time; the transport adapter owns the sockets."""
 
-    def __init__(self, server: InferenceServer) -> None:
+    def __init__(self, server: InferenceServer, access_log: AccessLog | None = None) -> None:
         self.server = server
+        self.access_log = access_log
+        self._verbose = logger.isEnabledFor(logging.DEBUG)  # read once: --log-verbose
 
     async def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> Reply:
-        """Route, run and encode one request; every failure becomes ``{"error": ...}``."""
+        """Route, run and encode one request; every failure becomes ``{"error": ...}``.
+
+        Every reply carries a ``Server-Timing`` header: the time spent in the server, and
+        for inference the request's queue and compute time (milliseconds).
+        """
+        started = time.perf_counter_ns()
+        route = None
+        timing = None
         try:
             route = match_route(path)
             if route is None:
-                return error_reply(404, f"no endpoint at {path}")
-            allowed = METHODS[route.name]
-            if method != allowed and not (method == "HEAD" and allowed == "GET"):
+                reply = error_reply(404, f"no endpoint at {path}")
+            elif method != METHODS[route.name] and not (
+                method == "HEAD" and METHODS[route.name] == "GET"
+            ):
                 reply = error_reply(405, f"method {method} is not allowed on {path}")
-                reply.headers.append(("allow", allowed))
-                return reply
-            reply = await self._dispatch(route, headers, body)
+                reply.headers.append(("allow", METHODS[route.name]))
+            elif route.name == "model_infer":
+                timing = RequestTiming()
+                reply = await self._infer(route, headers, body, timing)
+            else:
+                reply = await self._dispatch(route, headers, body)
         except InferenceError as exc:
             reply = error_reply(HTTP_STATUS.get(exc.code, 400), exc.message)
         except Exception as exc:  # the server must answer and keep serving, whatever broke
             logger.exception("unexpected error handling %s %s", method, path)
             reply = error_reply(500, f"internal error: {exc}")
-        return _maybe_compress(reply, headers.get("accept-encoding", ""))
+        reply = _maybe_compress(reply, headers.get("accept-encoding", ""))
+        elapsed = time.perf_counter_ns() - started
+        reply.headers.append(("server-timing", server_timing(timing, elapsed)))
+        if self.access_log is not None or self._verbose:
+            self._log(method, path, route, reply, len(body), elapsed)
+        return reply
+
+    def _log(
+        self, method: str, path: str, route: Route | None, reply: Reply, size: int, ns: int
+    ) -> None:
+        sent = 0 if method == "HEAD" else len(reply.body)
+        if self.access_log is not None:
+            model = (route.model or None) if route is not None else None
+            version = route.version if route is not None else None
+            self.access_log.write(
+                method,
+                path,
+                reply.status,
+                ns,
+                model=model,
+                version=version,
+                bytes_in=size,
+                bytes_out=sent,
+            )
+        if self._verbose:
+            logger.debug(
+                "%s %s -> %d (%d bytes in, %d out) in %.3f ms",
+                method,
+                path,
+                reply.status,
+                size,
+                sent,
+                ns / 1e6,
+            )
 
     async def _dispatch(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
         server = self.server
         name = route.name
-        if name == "model_infer":
-            return await self._infer(route, headers, body)
         if name == "health_live":
             return Reply(200 if server.is_live() else 400)
         if name == "health_ready":
@@ -94,17 +157,37 @@ class HttpHandlers:
             return _json(model_config_json(server.model_config(route.model, route.version)))
         if name == "model_statistics":
             return _json(statistics_json(server.model_statistics(route.model, route.version)))
+        if name == "repository_index":
+            ready = decode_index_request(self._inflate(headers, body))
+            return _json(repository_index_json(await server.repository_index(ready)))
+        if name == "repository_load":
+            load = decode_load_request(self._inflate(headers, body))
+            await server.load_model(route.model, config=load.config, files=load.files or None)
+            return Reply(200)
+        if name == "repository_unload":
+            dependents = decode_unload_request(self._inflate(headers, body))
+            await server.unload_model(route.model, unload_dependents=dependents)
+            return Reply(200)
         raise AssertionError(f"route {name} has no handler")
 
-    async def _infer(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
-        body = decompress_body(body, headers.get("content-encoding", ""))
+    def _inflate(self, headers: Mapping[str, str], body: bytes) -> bytes:
+        """The body without its content encoding, within --http-max-input-size."""
+        limit = self.server.settings.http_max_input_size
+        return decompress_body(body, headers.get("content-encoding", ""), limit)
+
+    async def _infer(
+        self, route: Route, headers: Mapping[str, str], body: bytes, timing: RequestTiming
+    ) -> Reply:
+        body = self._inflate(headers, body)
         header_length = _header_length(headers.get(HEADER_LENGTH))
+        if header_length != 0:  # a JSON head: refuse nesting the JSON parser cannot take
+            check_json_depth(body if header_length is None else memoryview(body)[:header_length])
         if header_length == 0:
             config = self.server.model_config(route.model, route.version)
             request = decode_raw_binary_request(body, config, route.version)
         else:
             request = decode_infer_request(body, header_length, route.model, route.version)
-        response = await self.server.infer(request)
+        response = await self.server.infer(request, timing)
         encoded = encode_infer_response(response, request)
         if encoded.header_length is None:
             return Reply(200, encoded.body)
@@ -114,6 +197,19 @@ class HttpHandlers:
             OCTET_STREAM,
             [("inference-header-content-length", str(encoded.header_length))],
         )
+
+
+def server_timing(timing: RequestTiming | None, total_ns: int) -> str:
+    """``Server-Timing`` value: ``queue;dur=0.012, compute;dur=0.300, total;dur=0.400``
+    (milliseconds); only ``total`` for requests that run no model."""
+    if timing is None:
+        return "total;dur=%.3f" % (total_ns * 1e-6)
+    # %-formatting: measurably cheaper than f-strings with float format specs
+    return "queue;dur=%.3f, compute;dur=%.3f, total;dur=%.3f" % (  # noqa: UP031
+        timing.queue_ns * 1e-6,
+        timing.compute_ns * 1e-6,
+        total_ns * 1e-6,
+    )
 
 
 def _json(payload: object) -> Reply:

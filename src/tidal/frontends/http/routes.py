@@ -27,6 +27,9 @@ METHODS: dict[str, str] = {
     "model_config": "GET",
     "model_infer": "POST",
     "model_statistics": "GET",
+    "repository_index": "POST",
+    "repository_load": "POST",
+    "repository_unload": "POST",
 }
 
 _MODEL_ACTIONS = {
@@ -47,6 +50,8 @@ def match_route(path: str) -> Route | None:
         return Route("server_metadata")
     if rest[0] == "health" and len(rest) == 2 and rest[1] in ("live", "ready"):
         return Route(f"health_{rest[1]}")
+    if rest[0] == "repository":
+        return _repository_route(rest[1:])
     if rest[0] != "models" or len(rest) < 2 or not rest[1]:
         return None
     if rest[1] == "stats" and len(rest) == 2:
@@ -61,6 +66,20 @@ def match_route(path: str) -> Route | None:
         return Route("model_metadata", model, version)
     if len(tail) == 1 and tail[0] in _MODEL_ACTIONS:
         return Route(_MODEL_ACTIONS[tail[0]], model, version)
+    return None
+
+
+def _repository_route(rest: list[str]) -> Route | None:
+    """``index``, ``models/{m}/load``, ``models/{m}/unload``; Triton's optional repository
+    name before them is recognised and refused."""
+    if rest == ["index"]:
+        return Route("repository_index")
+    if len(rest) == 3 and rest[0] == "models" and rest[1] and rest[2] in ("load", "unload"):
+        return Route(f"repository_{rest[2]}", unquote(rest[1]))
+    if (len(rest) == 2 and rest[1] == "index") or (
+        len(rest) == 4 and rest[1] == "models" and rest[2] and rest[3] in ("load", "unload")
+    ):
+        raise InferenceError.unsupported("'repository_name' specification is not supported")
     return None
 
 

@@ -12,7 +12,7 @@ What it does on purpose, beyond the happy path:
   ``CancelledError`` reaches the scheduler and the request is dropped; queued requests are
   dropped too.
 * Malformed requests, upgrade requests, oversize heads and bodies get ``{"error": ...}`` with
-  400, 431 or 413, after every earlier response, and then the connection is closed. Before the
+  400 or 431, after every earlier response, and then the connection is closed. Before the
   close the write side is shut down and unread input is discarded for a short while, so the
   peer reads the error instead of a reset.
 * Connections idle for ``keep_alive_timeout`` seconds are closed.
@@ -31,7 +31,7 @@ from http import HTTPStatus
 
 import httptools
 
-from tidal.frontends.http.handlers import HttpHandlers, Reply, error_reply
+from tidal.frontends.http.handlers import Reply, RequestHandler, error_reply
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,15 @@ def _prefix(status: int, content_type: str) -> bytes:
     if len(by_type) < 64:
         by_type[content_type] = prefix
     return prefix
+
+
+def _too_big(limit: int, size: int | None = None) -> str:
+    """Triton's answer to a body over --http-max-input-size: 400, naming the flag."""
+    what = f"request body of {size} bytes" if size is not None else "request body"
+    return (
+        f"{what} exceeds the maximum allowed input size of {limit} bytes. "
+        "Use --http-max-input-size to increase the limit."
+    )
 
 
 def _header_line(name: str, value: str) -> bytes:
@@ -271,7 +280,7 @@ class HttpConnection(asyncio.Protocol):
             except ValueError:
                 too_big = False  # llhttp has already refused a malformed length
             if too_big:
-                raise _Reject(413, f"the request body is larger than {self._max_body} bytes")
+                raise _Reject(400, _too_big(self._max_body, int(length)))
         expect = headers.get("expect")
         if (
             expect is not None
@@ -286,7 +295,7 @@ class HttpConnection(asyncio.Protocol):
     def on_body(self, chunk: bytes) -> None:
         size = self._body_size + len(chunk)
         if size > self._max_body:
-            raise _Reject(413, f"the request body is larger than {self._max_body} bytes")
+            raise _Reject(400, _too_big(self._max_body))
         self._body_size = size
         body = self._body
         if body is None:
@@ -481,7 +490,7 @@ class HttpService:
 
     def __init__(
         self,
-        handlers: HttpHandlers,
+        handlers: RequestHandler,
         *,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         keep_alive_timeout: float | None = DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -502,7 +511,7 @@ class HttpService:
     @classmethod
     async def start(
         cls,
-        handlers: HttpHandlers,
+        handlers: RequestHandler,
         sock: socket.socket,
         *,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,

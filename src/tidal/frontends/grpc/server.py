@@ -1,0 +1,84 @@
+"""Starting and stopping the gRPC service on a ``grpc.aio`` server."""
+
+from __future__ import annotations
+
+import grpc
+from tritonclient.grpc import service_pb2_grpc
+
+from tidal.frontends.grpc.service import InferenceServicer
+from tidal.server.facade import InferenceServer
+
+# Triton takes messages up to 2 GiB; gRPC's default of 4 MiB would refuse real tensors.
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # A port in use must be an error, as for HTTP, not a second server sharing it.
+    ("grpc.so_reuseport", 0),
+]
+
+
+SERVICE = "inference.GRPCInferenceService"
+# RPCs registered with the core by name. grpc.aio waits on one pending call per registered
+# method and re-arms it after each call, so registering all twenty makes every call pay for
+# twenty; the hot path alone is registered and the rest go through the generic handler.
+REGISTERED = ("ModelInfer",)
+
+
+class _Handlers:
+    """Collects the method handlers the generated ``add_..._to_server`` function builds."""
+
+    def __init__(self) -> None:
+        self.generic: tuple[grpc.GenericRpcHandler, ...] = ()
+        self.by_method: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        self.generic += tuple(handlers)
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.by_method.update(handlers)
+
+
+def _register(server: grpc.aio.Server, servicer: InferenceServicer) -> None:
+    handlers = _Handlers()
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, handlers)
+    server.add_generic_rpc_handlers(handlers.generic)
+    hot = {name: handlers.by_method[name] for name in REGISTERED if name in handlers.by_method}
+    if hot and hasattr(server, "add_registered_method_handlers"):
+        server.add_registered_method_handlers(SERVICE, hot)
+
+
+class GrpcService:
+    """``inference.GRPCInferenceService`` listening on one address."""
+
+    def __init__(self, server: grpc.aio.Server, servicer: InferenceServicer, port: int) -> None:
+        self._server = server
+        self._servicer = servicer
+        self.port = port
+
+    @classmethod
+    async def start(cls, facade: InferenceServer, address: str, port: int) -> GrpcService:
+        """Bind ``address:port`` (port 0 picks a free one) and start serving.
+
+        Raises ``OSError`` when the address cannot be bound.
+        """
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        servicer = InferenceServicer(facade)
+        _register(server, servicer)
+        target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        try:
+            bound = server.add_insecure_port(target)
+        except RuntimeError as exc:  # grpcio raises this when the bind fails
+            raise OSError(str(exc)) from None
+        if bound == 0:  # older grpcio reports a failed bind as port 0
+            raise OSError(f"cannot bind {target}")
+        await server.start()
+        return cls(server, servicer, bound)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Take no new calls, let those in flight finish for up to ``timeout`` seconds."""
+        self._servicer.stop_streams()
+        await self._server.stop(timeout)
