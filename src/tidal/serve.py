@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -92,6 +93,7 @@ async def serve(settings: ServerSettings) -> int:
         await _shut_down(server, frontends, 0, access_log)
         return 1
     _log_model_table(server)
+    _tune_garbage_collector()
     logger.info("Started HTTPService at %s:%d", host, port)
     _log_how_to_call(host, port, server)
 
@@ -209,6 +211,19 @@ async def _shut_down(
         access_log.close()
     logger.info("stopped")
     return code
+
+
+def _tune_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the request path.
+
+    What is alive after start-up (modules, models, configs) lives as long as the process:
+    ``gc.freeze`` takes it out of every later collection. Each request makes a few hundred
+    short-lived containers, so the default young-generation threshold (700) ran a collection
+    every few requests; profiles of the JSON path showed it at about 7% of the event loop.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def bind_socket(address: str, port: int) -> socket.socket:

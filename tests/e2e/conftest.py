@@ -11,11 +11,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from tritonclient.grpc import service_pb2_grpc
 
 from .models import build_main_repository
 
@@ -184,6 +189,46 @@ class TidalServer:
         return self.proc.returncode
 
 
+# --------------------------------------------------------------------------- servers and clients
+
+
+def serve_args(*repos: Path, flags: Sequence[str] = ()) -> list[str]:
+    """``serve`` arguments for REPOS on a free loopback HTTP port, then FLAGS."""
+    args: list[str] = []
+    for repo in repos:
+        args += ["--model-repository", str(repo)]
+    return [*args, "--http-port", "0", "--http-address", "127.0.0.1", *flags]
+
+
+@contextmanager
+def running_server(*repos: Path, flags: Sequence[str] = ()) -> Iterator[TidalServer]:
+    """A started server for REPOS, stopped on exit; fails if it died while in use."""
+    proc = TidalServer(serve_args(*repos, flags=flags))
+    try:
+        proc.wait_started()
+        yield proc
+        crashed = proc.proc.poll()
+    finally:
+        proc.stop()
+    if crashed is not None:
+        pytest.fail(f"the server died during the tests ({crashed}):\n{proc.stderr}")
+
+
+def http_client(
+    server: TidalServer, *, timeout: float = 30.0, connections: int | None = None
+) -> httpx.Client:
+    """An httpx client on SERVER; ``connections`` caps (and keeps alive) that many."""
+    if connections is None:
+        return httpx.Client(base_url=server.base_url, timeout=timeout)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(base_url=server.base_url, timeout=timeout, limits=limits)
+
+
+def triton_client(server: TidalServer, timeout: float = 30.0) -> triton_http.InferenceServerClient:
+    """A tritonclient HTTP client on SERVER (a context manager that closes it)."""
+    return triton_http.InferenceServerClient(server.url, network_timeout=timeout)
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -194,31 +239,33 @@ def main_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(main_repository: Path) -> Iterator[TidalServer]:
-    args = ["--model-repository", str(main_repository), "--grpc-address", "127.0.0.1"]
-    proc = TidalServer([*args, "--http-port", "0", "--http-address", "127.0.0.1"])
-    try:
-        proc.wait_started()
+    with running_server(main_repository, flags=["--grpc-address", "127.0.0.1"]) as proc:
         yield proc
-        crashed = proc.proc.poll()
-    finally:
-        proc.stop()
-    if crashed is not None:
-        pytest.fail(f"the session server died during the tests ({crashed}):\n{proc.stderr}")
 
 
 @pytest.fixture(scope="session")
 def http(server: TidalServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+    with http_client(server) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 def triton(server: TidalServer) -> Iterator[triton_http.InferenceServerClient]:
-    client = triton_http.InferenceServerClient(server.url, network_timeout=30.0)
-    try:
+    with triton_client(server) as client:
         yield client
-    finally:
-        client.close()
+
+
+@pytest.fixture(scope="module")
+def grpc_client(server: TidalServer) -> Iterator[triton_grpc.InferenceServerClient]:
+    with triton_grpc.InferenceServerClient(server.grpc_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def stub(server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+    """A raw gRPC stub on the session server (a module may override it with options)."""
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 @pytest.fixture
@@ -227,11 +274,7 @@ def start_server() -> Iterator:
     started: list[TidalServer] = []
 
     def _start(*repos: Path, flags: Sequence[str] = (), wait: bool = True) -> TidalServer:
-        args: list[str] = []
-        for repo in repos:
-            args += ["--model-repository", str(repo)]
-        args += ["--http-port", "0", "--http-address", "127.0.0.1", *flags]
-        proc = TidalServer(args)
+        proc = TidalServer(serve_args(*repos, flags=flags))
         started.append(proc)
         if wait:
             proc.wait_started()
@@ -243,6 +286,13 @@ def start_server() -> Iterator:
 
 
 # --------------------------------------------------------------------------- protocol helpers
+
+
+def infer_input(name: str, array: np.ndarray, datatype: str = "FP32") -> triton_http.InferInput:
+    """A tritonclient HTTP input holding ARRAY as binary data."""
+    tensor = triton_http.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array, binary_data=True)
+    return tensor
 
 
 def binary_body(header: dict, blobs: Sequence[bytes] = ()) -> tuple[bytes, dict[str, str]]:
@@ -287,6 +337,15 @@ def deserialize_bytes(blob: bytes) -> list[bytes]:
         offset += size
     assert offset == len(blob)
     return items
+
+
+def model_stats(client: httpx.Client, model: str, version: int | None = None) -> dict:
+    """The one ``model_stats`` entry of MODEL (or of one VERSION), asserting a 200."""
+    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/stats"
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    (stats,) = response.json()["model_stats"]
+    return stats
 
 
 def error_message(response: httpx.Response, status: int) -> str:

@@ -51,12 +51,19 @@ def scale_bytes(factor: float) -> bytes:
 
 
 def scale_model(
-    repo: Path, name: str, factor: float, version: int = 1, *, config_extra: str = ""
+    repo: Path,
+    name: str,
+    factor: float,
+    version: int = 1,
+    *,
+    config_extra: str = "",
+    max_batch_size: int = 4,
 ) -> Path:
     """A model folder (or one more version of it) computing Y = X * ``factor``."""
     folder = repo / name
     write_atomic(folder / str(version) / "model.onnx", scale_bytes(factor))
-    write_atomic(folder / "config.pbtxt", scale_config(name, extra=config_extra))
+    config = scale_config(name, max_batch_size=max_batch_size, extra=config_extra)
+    write_atomic(folder / "config.pbtxt", config)
     return folder
 
 

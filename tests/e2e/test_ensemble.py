@@ -14,7 +14,15 @@ import tritonclient.http as triton_http
 from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
-from .conftest import TidalServer, error_message
+from . import control_models
+from .conftest import (
+    TidalServer,
+    error_message,
+    http_client,
+    infer_input,
+    running_server,
+    triton_client,
+)
 from .models import (
     CLASSIFIER_LABELS,
     _value_info,
@@ -22,7 +30,6 @@ from .models import (
     make_model,
     model_config,
     save_model,
-    scale_onnx,
     tensor_config,
     write_text,
 )
@@ -31,18 +38,8 @@ from .models import (
 
 
 def scale_model(repo: Path, name: str, factor: float, extra: str = "") -> None:
-    """FP32 Y = X * factor, [batch, 4]."""
-    save_model(repo / name / "1" / "model.onnx", scale_onnx(["batch", 4], factor))
-    write_text(
-        repo / name / "config.pbtxt",
-        model_config(
-            name,
-            [tensor_config("X", "TYPE_FP32", [4])],
-            [tensor_config("Y", "TYPE_FP32", [4])],
-            max_batch_size=8,
-            extra=extra,
-        ),
-    )
+    """FP32 Y = X * factor, [batch, 4], batches of up to 8."""
+    control_models.scale_model(repo, name, factor, config_extra=extra, max_batch_size=8)
 
 
 def gather_model(repo: Path, name: str = "gather") -> None:
@@ -139,36 +136,20 @@ def build_ensemble_repository(repo: Path) -> Path:
 @pytest.fixture(scope="module")
 def ens_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidalServer]:
     repo = build_ensemble_repository(tmp_path_factory.mktemp("ensemble_repo"))
-    proc = TidalServer(
-        ["--model-repository", str(repo), "--http-port", "0", "--http-address", "127.0.0.1"]
-    )
-    try:
-        proc.wait_started()
+    with running_server(repo) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def client(ens_server: TidalServer) -> Iterator[triton_http.InferenceServerClient]:
-    triton = triton_http.InferenceServerClient(ens_server.url, network_timeout=30.0)
-    try:
+    with triton_client(ens_server) as triton:
         yield triton
-    finally:
-        triton.close()
 
 
 @pytest.fixture(scope="module")
 def http(ens_server: TidalServer) -> Iterator[httpx.Client]:
-    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    with httpx.Client(base_url=ens_server.base_url, timeout=30.0, limits=limits) as session:
+    with http_client(ens_server, connections=16) as session:
         yield session
-
-
-def infer_input(name: str, array: np.ndarray, datatype: str = "FP32"):
-    tensor = triton_http.InferInput(name, list(array.shape), datatype)
-    tensor.set_data_from_numpy(array, binary_data=True)
-    return tensor
 
 
 # --------------------------------------------------------------------------- serving
@@ -319,7 +300,7 @@ def test_broken_ensembles_fail_to_load_with_clear_messages(tmp_path, start_serve
         [step("double", {"X": "IN"}, {"Y": "OUT"})],
     )
     proc = start_server(tmp_path, flags=["--exit-on-error=false", "--strict-readiness=false"])
-    with httpx.Client(base_url=proc.base_url, timeout=30) as session:
+    with http_client(proc) as session:
         assert session.get("/v2/models/fine/ready").status_code == 200
         for name, (_, expected) in BROKEN.items():
             assert session.get(f"/v2/models/{name}/ready").status_code != 200, name
@@ -464,11 +445,8 @@ def test_python_preprocessing_onnx_classifier_python_postprocessing(tmp_path, st
 
     def classify(_: int):
         # One client per thread: tritonclient's HTTP client is not thread-safe.
-        triton = triton_http.InferenceServerClient(proc.url, network_timeout=60.0)
-        try:
+        with triton_client(proc, timeout=60.0) as triton:
             return triton.infer("densenet_ensemble", [infer_input("IMAGE", images, "UINT8")])
-        finally:
-            triton.close()
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(classify, range(3)))
@@ -476,7 +454,7 @@ def test_python_preprocessing_onnx_classifier_python_postprocessing(tmp_path, st
     for result in results:
         assert result.as_numpy("LABEL").ravel().tolist() == labels
         np.testing.assert_allclose(result.as_numpy("PROB").ravel(), probs, rtol=1e-4)
-    with httpx.Client(base_url=proc.base_url, timeout=30) as session:
+    with http_client(proc) as session:
         metadata = session.get("/v2/models/densenet_ensemble").json()
     assert metadata["platform"] == "ensemble"
     assert metadata["inputs"] == [

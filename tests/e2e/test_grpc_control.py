@@ -17,7 +17,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from .conftest import TidalServer
+from .conftest import TidalServer, running_server
 from .control_models import scale_bytes, scale_model, slow_model
 from .scheduling_models import SLOW_ITERATIONS_PER_MS
 
@@ -27,36 +27,15 @@ def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidalSe
     repo: Path = tmp_path_factory.mktemp("grpc_control_repo")
     slow_model(repo, "slow")
     scale_model(repo, "scale", 2.0)
-    proc = TidalServer(
-        [
-            "--model-repository",
-            str(repo),
-            "--model-control-mode",
-            "explicit",
-            "--load-model",
-            "slow",
-            "--http-port",
-            "0",
-            "--http-address",
-            "127.0.0.1",
-            "--grpc-address",
-            "127.0.0.1",
-        ]
-    )
-    try:
-        proc.wait_started()
+    flags = ["--model-control-mode", "explicit", "--load-model", "slow"]
+    with running_server(repo, flags=[*flags, "--grpc-address", "127.0.0.1"]) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def client(control_server: TidalServer) -> Iterator[triton_grpc.InferenceServerClient]:
-    grpc_client = triton_grpc.InferenceServerClient(control_server.grpc_url)
-    try:
+    with triton_grpc.InferenceServerClient(control_server.grpc_url) as grpc_client:
         yield grpc_client
-    finally:
-        grpc_client.close()
 
 
 def _scale_inputs() -> list[triton_grpc.InferInput]:

@@ -3,34 +3,17 @@ compared with what the same server answers over HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 from google.protobuf import json_format
-from tritonclient.grpc import model_config_pb2, service_pb2_grpc
+from tritonclient.grpc import model_config_pb2
 from tritonclient.grpc import service_pb2 as pb
 
-from .conftest import TidalServer, error_message
+from .conftest import error_message
 
 MODELS = ["add_sub_int32", "identity_bytes", "classifier", "nobatch", "autocomplete_batch"]
-
-
-@pytest.fixture(scope="module")
-def grpc_client(server: TidalServer) -> Iterator[triton_grpc.InferenceServerClient]:
-    client = triton_grpc.InferenceServerClient(server.grpc_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
-def stub(server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
-    with grpc.insecure_channel(server.grpc_url) as channel:
-        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 def test_live_and_ready(grpc_client):

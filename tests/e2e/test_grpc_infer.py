@@ -25,15 +25,6 @@ MAX_MESSAGE = 2**31 - 1
 
 
 @pytest.fixture(scope="module")
-def grpc_client(server: TidalServer) -> Iterator[triton_grpc.InferenceServerClient]:
-    client = triton_grpc.InferenceServerClient(server.grpc_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
 def stub(server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE),

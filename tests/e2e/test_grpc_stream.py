@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -13,26 +12,8 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.grpc.aio as triton_grpc_aio
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc
-
-from .conftest import TidalServer
 
 IN_FLIGHT = 16
-
-
-@pytest.fixture(scope="module")
-def grpc_client(server: TidalServer) -> Iterator[triton_grpc.InferenceServerClient]:
-    client = triton_grpc.InferenceServerClient(server.grpc_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
-def stub(server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
-    with grpc.insecure_channel(server.grpc_url) as channel:
-        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 def _rows(i: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import STOP_TIMEOUT_S, TidalServer, error_message
+from .conftest import STOP_TIMEOUT_S, TidalServer, error_message, http_client, running_server
 from .control_models import delay_file, scale_body, scale_model, slow_body, slow_model
 
 LISTENING_RE = re.compile(r"HTTP listening at ([0-9.]+):(\d+)")
@@ -164,30 +164,13 @@ def test_sigterm_with_nothing_in_flight_exits_at_once(tmp_path, start_server):
 def limited(tmp_path_factory: pytest.TempPathFactory):
     repo = tmp_path_factory.mktemp("limits_repo")
     scale_model(repo, "quick", 2.0)
-    proc = TidalServer(
-        [
-            "--model-repository",
-            str(repo),
-            "--http-port",
-            "0",
-            "--http-address",
-            "127.0.0.1",
-            "--http-max-input-size",
-            "4096",
-        ]
-    )
-    try:
-        proc.wait_started()
+    with running_server(repo, flags=["--http-max-input-size", "4096"]) as proc:
         yield proc
-        crashed = proc.proc.poll()
-    finally:
-        proc.stop()
-    assert crashed is None, f"the server died:\n{proc.stderr}"
 
 
 @pytest.fixture
 def limited_client(limited):
-    with httpx.Client(base_url=limited.base_url, timeout=30) as client:
+    with http_client(limited) as client:
         yield client
 
 

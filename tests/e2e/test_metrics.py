@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import TidalServer, binary_body, error_message, tidal_command, tidal_env
+from .conftest import (
+    TidalServer,
+    binary_body,
+    error_message,
+    http_client,
+    running_server,
+    tidal_command,
+    tidal_env,
+)
 from .models import save_model, simple_model, write_text
 from .scheduling_models import SLOW_ITERATIONS_PER_MS, slow_fp32
 
@@ -47,32 +55,14 @@ def access_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def metrics_server(repo: Path, access_log: Path) -> Iterator[TidalServer]:
-    proc = TidalServer(
-        [
-            "--model-repository",
-            str(repo),
-            "--http-port",
-            "0",
-            "--http-address",
-            "127.0.0.1",
-            "--metrics-latency-buckets",
-            BUCKETS,
-            "--access-log",
-            str(access_log),
-            "--log-verbose",
-            "1",
-        ]
-    )
-    try:
-        proc.wait_started()
+    flags = ["--metrics-latency-buckets", BUCKETS, "--access-log", str(access_log)]
+    with running_server(repo, flags=[*flags, "--log-verbose", "1"]) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def client(metrics_server: TidalServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=metrics_server.base_url, timeout=30.0) as http:
+    with http_client(metrics_server) as http:
         yield http
 
 

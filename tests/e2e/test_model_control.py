@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from .conftest import TidalServer, error_message
+from .conftest import TidalServer, error_message, http_client, running_server, triton_client
 from .control_models import (
     add_version,
     delay_file,
@@ -129,27 +129,13 @@ def none_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def none_server(none_repo: Path) -> Iterator[TidalServer]:
-    proc = TidalServer(
-        [
-            "--model-repository",
-            str(none_repo),
-            "--http-port",
-            "0",
-            "--http-address",
-            "127.0.0.1",
-            "--exit-on-error=false",
-        ]
-    )
-    try:
-        proc.wait_started()
+    with running_server(none_repo, flags=["--exit-on-error=false"]) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
 def none_client(none_server: TidalServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=none_server.base_url, timeout=30.0) as client:
+    with http_client(none_server) as client:
         yield client
 
 
@@ -235,41 +221,21 @@ def explicit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def explicit_server(explicit_repo: Path) -> Iterator[TidalServer]:
-    proc = TidalServer(
-        [
-            "--model-repository",
-            str(explicit_repo),
-            "--http-port",
-            "0",
-            "--http-address",
-            "127.0.0.1",
-            "--model-control-mode=explicit",
-            "--load-model",
-            "alpha",
-        ]
-    )
-    try:
-        proc.wait_started()
+    flags = ["--model-control-mode=explicit", "--load-model", "alpha"]
+    with running_server(explicit_repo, flags=flags) as proc:
         yield proc
-        crashed = proc.proc.poll()
-    finally:
-        proc.stop()
-    assert crashed is None, f"the explicit-mode server died:\n{proc.stderr}"
 
 
 @pytest.fixture
 def client(explicit_server: TidalServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=explicit_server.base_url, timeout=60.0) as http:
+    with http_client(explicit_server, timeout=60.0) as http:
         yield http
 
 
 @pytest.fixture
 def triton(explicit_server: TidalServer) -> Iterator[triton_http.InferenceServerClient]:
-    client = triton_http.InferenceServerClient(explicit_server.url, network_timeout=60.0)
-    try:
+    with triton_client(explicit_server, timeout=60.0) as client:
         yield client
-    finally:
-        client.close()
 
 
 def test_explicit_start_loads_only_the_named_models(client):

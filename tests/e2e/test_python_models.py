@@ -19,7 +19,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from .conftest import TidalServer
+from .conftest import TidalServer, infer_input, running_server, triton_client
 from .python_models import build_python_repository, build_slow_init_repository
 
 
@@ -45,32 +45,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory, venv: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def py_server(repo: Path) -> Iterator[TidalServer]:
-    proc = TidalServer(
-        ["--model-repository", str(repo), "--http-port", "0", "--http-address", "127.0.0.1"]
-    )
-    try:
-        proc.wait_started()
+    with running_server(repo) as proc:
         yield proc
-        crashed = proc.proc.poll()
-    finally:
-        proc.stop()
-    if crashed is not None:
-        pytest.fail(f"the server died during the tests ({crashed}):\n{proc.stderr}")
 
 
 @pytest.fixture(scope="module")
 def client(py_server: TidalServer) -> Iterator[httpclient.InferenceServerClient]:
-    triton = httpclient.InferenceServerClient(py_server.url, network_timeout=60.0)
-    try:
+    with triton_client(py_server, timeout=60.0) as triton:
         yield triton
-    finally:
-        triton.close()
-
-
-def _input(name: str, array: np.ndarray, datatype: str) -> httpclient.InferInput:
-    tensor = httpclient.InferInput(name, list(array.shape), datatype)
-    tensor.set_data_from_numpy(array)
-    return tensor
 
 
 def _fails(call, status: str) -> str:
@@ -86,12 +68,12 @@ def _fails(call, status: str) -> str:
 def test_add_sub_model(client: httpclient.InferenceServerClient) -> None:
     a = np.array([1, 2, 3, 4], dtype=np.float32)
     b = np.array([10, 20, 30, 40], dtype=np.float32)
-    inputs = [_input("INPUT0", a, "FP32"), _input("INPUT1", b, "FP32")]
+    inputs = [infer_input("INPUT0", a, "FP32"), infer_input("INPUT1", b, "FP32")]
     result = client.infer("py_add_sub", inputs)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
     # The optional input, when given, is seen; when left out, the model got None for it.
-    scale = _input("SCALE", np.array([2], dtype=np.float32), "FP32")
+    scale = infer_input("SCALE", np.array([2], dtype=np.float32), "FP32")
     scaled = client.infer("py_add_sub", [*inputs, scale])
     np.testing.assert_array_equal(scaled.as_numpy("OUTPUT0"), (a + b) * 2)
 
@@ -112,7 +94,7 @@ def test_model_sees_args_id_parameters_and_outputs(
     data = np.array([7, 8], dtype=np.int32)
     result = client.infer(
         "py_inspect",
-        [_input("INPUT0", data, "INT32")],
+        [infer_input("INPUT0", data, "INT32")],
         outputs=[httpclient.InferRequestedOutput("INFO")],
         request_id="req-7",
         parameters={"a": 1, "b": "x", "c": True},
@@ -134,7 +116,7 @@ def test_model_sees_args_id_parameters_and_outputs(
     assert seen["input_type"] == "Tensor"
     assert seen["input_dtype"] == "int32"
 
-    everything = client.infer("py_inspect", [_input("INPUT0", data, "INT32")])
+    everything = client.infer("py_inspect", [infer_input("INPUT0", data, "INT32")])
     assert json.loads(everything.as_numpy("INFO")[0])["requested"] == ["ECHO", "INFO"]
     assert json.loads(everything.as_numpy("INFO")[0])["request_id"] == ""
     np.testing.assert_array_equal(everything.as_numpy("ECHO"), data)
@@ -142,7 +124,7 @@ def test_model_sees_args_id_parameters_and_outputs(
 
 def test_string_model(client: httpclient.InferenceServerClient) -> None:
     text = np.array([b"hello", "grüße".encode(), b"", b"a\x00b"], dtype=object)
-    result = client.infer("py_strings", [_input("TEXT", text, "BYTES")])
+    result = client.infer("py_strings", [infer_input("TEXT", text, "BYTES")])
     assert result.as_numpy("UPPER").tolist() == [b"HELLO", "GRüßE".encode(), b"", b"A\x00B"]
     np.testing.assert_array_equal(result.as_numpy("LENGTH"), [5, 7, 0, 3])
 
@@ -159,7 +141,7 @@ def test_auto_complete_config_without_config_file(
     assert [t["name"] for t in config["output"]] == ["OUTPUT0"]
     assert "dynamic_batching" in config
     data = np.arange(6, dtype=np.float32).reshape(2, 3)
-    result = client.infer("py_auto", [_input("INPUT0", data, "FP32")])
+    result = client.infer("py_auto", [infer_input("INPUT0", data, "FP32")])
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data * 10)
 
 
@@ -167,7 +149,9 @@ def test_auto_complete_config_without_config_file(
 
 
 def _mode(client: httpclient.InferenceServerClient, mode: int):
-    return client.infer("py_faulty", [_input("MODE", np.array([mode], dtype=np.int32), "INT32")])
+    return client.infer(
+        "py_faulty", [infer_input("MODE", np.array([mode], dtype=np.int32), "INT32")]
+    )
 
 
 def test_exception_in_execute_answers_500_and_model_stays_ready(
@@ -210,7 +194,7 @@ def test_errors_over_grpc(py_server: TidalServer) -> None:
 
 
 def _pid(client: httpclient.InferenceServerClient, sleep_ms: int = 0) -> int:
-    sleep = _input("SLEEP_MS", np.array([sleep_ms], dtype=np.int32), "INT32")
+    sleep = infer_input("SLEEP_MS", np.array([sleep_ms], dtype=np.int32), "INT32")
     return int(client.infer("py_pid", [sleep]).as_numpy("PID")[0])
 
 
@@ -272,7 +256,7 @@ def test_killed_while_loading_is_restarted(start_server, tmp_path: Path) -> None
     triton = httpclient.InferenceServerClient(server.url)
     try:
         assert triton.is_model_ready("py_slow_init")
-        data = _input("INPUT0", np.array([1], dtype=np.int32), "INT32")
+        data = infer_input("INPUT0", np.array([1], dtype=np.int32), "INT32")
         pid = int(triton.infer("py_slow_init", [data]).as_numpy("PID")[0])
     finally:
         triton.close()
@@ -287,7 +271,7 @@ def test_dynamic_batching_hands_several_requests_to_one_execute(py_server: Tidal
     def one(_: int) -> int:
         triton = httpclient.InferenceServerClient(py_server.url, network_timeout=60)
         try:
-            data = _input("INPUT0", np.zeros((1, 2), dtype=np.float32), "FP32")
+            data = infer_input("INPUT0", np.zeros((1, 2), dtype=np.float32), "FP32")
             return int(triton.infer("py_batch", [data]).as_numpy("COUNT")[0, 0])
         finally:
             triton.close()
@@ -300,7 +284,7 @@ def test_dynamic_batching_hands_several_requests_to_one_execute(py_server: Tidal
 def _int_pair(rows: int = 1) -> tuple[np.ndarray, np.ndarray, list[httpclient.InferInput]]:
     a = np.arange(16 * rows, dtype=np.int32).reshape(rows, 16)
     b = np.full((rows, 16), 3, dtype=np.int32)
-    return a, b, [_input("INPUT0", a, "INT32"), _input("INPUT1", b, "INT32")]
+    return a, b, [infer_input("INPUT0", a, "INT32"), infer_input("INPUT1", b, "INT32")]
 
 
 def test_bls_calls_onnx_model(client: httpclient.InferenceServerClient) -> None:
@@ -312,7 +296,7 @@ def test_bls_calls_onnx_model(client: httpclient.InferenceServerClient) -> None:
 
 def test_bls_error_reaches_the_model(client: httpclient.InferenceServerClient) -> None:
     _, _, inputs = _int_pair()
-    target = _input("MODEL", np.array([[b"no_such_model"]], dtype=object), "BYTES")
+    target = infer_input("MODEL", np.array([[b"no_such_model"]], dtype=object), "BYTES")
     message = _fails(lambda: client.infer("py_bls", [*inputs, target]), "500")
     assert "TritonModelException: Request for unknown model: 'no_such_model'" in message
 
@@ -333,6 +317,6 @@ def test_bls_from_several_threads_at_once(client: httpclient.InferenceServerClie
 def test_execution_env_path_runs_that_interpreter(
     client: httpclient.InferenceServerClient, venv: Path
 ) -> None:
-    result = client.infer("py_env", [_input("INPUT0", np.array([0], dtype=np.int32), "INT32")])
+    result = client.infer("py_env", [infer_input("INPUT0", np.array([0], dtype=np.int32), "INT32")])
     prefix = Path(result.as_numpy("PREFIX")[0].decode())
     assert prefix.resolve() == venv.resolve()

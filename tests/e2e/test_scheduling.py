@@ -15,27 +15,20 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import TidalServer
+from .conftest import TidalServer, http_client, model_stats, running_server
 from .scheduling_models import SLOW_ITERATIONS_PER_MS, build_scheduling_repository
 
 
 @pytest.fixture(scope="module")
 def sched_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidalServer]:
     repo = build_scheduling_repository(tmp_path_factory.mktemp("sched_repo"))
-    proc = TidalServer(
-        ["--model-repository", str(repo), "--http-port", "0", "--http-address", "127.0.0.1"]
-    )
-    try:
-        proc.wait_started()
+    with running_server(repo) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def client(sched_server: TidalServer) -> Iterator[httpx.Client]:
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    with httpx.Client(base_url=sched_server.base_url, timeout=30.0, limits=limits) as http:
+    with http_client(sched_server, connections=32) as http:
         yield http
 
 
@@ -74,13 +67,6 @@ def _concurrently(client: httpx.Client, model: str, bodies: list[dict]) -> list[
         return list(pool.map(lambda body: _infer(client, model, body), bodies))
 
 
-def _stats(client: httpx.Client, model: str) -> dict:
-    response = client.get(f"/v2/models/{model}/stats")
-    assert response.status_code == 200, response.text
-    (stats,) = response.json()["model_stats"]
-    return stats
-
-
 def _batch_counts(stats: dict) -> dict[int, int]:
     return {b["batch_size"]: b["compute_infer"]["count"] for b in stats["batch_stats"]}
 
@@ -99,7 +85,7 @@ def test_full_batch_is_sent_at_once_without_waiting_for_the_delay(client):
     for row, response in zip(rows, responses, strict=True):
         np.testing.assert_array_equal(_output(response), row)
     assert elapsed < 2.5, "a full batch must not wait for max_queue_delay (3 s)"
-    stats = _stats(client, "batch_delay")
+    stats = model_stats(client, "batch_delay")
     assert _batch_counts(stats) == {8: 1}
     assert stats["inference_count"] == 8
     assert stats["execution_count"] == 1
@@ -108,13 +94,13 @@ def test_full_batch_is_sent_at_once_without_waiting_for_the_delay(client):
 def test_requests_with_their_own_batch_dimension_are_combined_and_split_back(client):
     first = np.arange(12, dtype=np.float32).reshape(3, 4)
     second = -np.arange(20, dtype=np.float32).reshape(5, 4)
-    before = _batch_counts(_stats(client, "batch_delay")).get(8, 0)
+    before = _batch_counts(model_stats(client, "batch_delay")).get(8, 0)
     responses = _concurrently(
         client, "batch_delay", [_identity_body(first), _identity_body(second)]
     )
     np.testing.assert_array_equal(_output(responses[0]), first)
     np.testing.assert_array_equal(_output(responses[1]), second)
-    assert _batch_counts(_stats(client, "batch_delay")).get(8, 0) == before + 1
+    assert _batch_counts(model_stats(client, "batch_delay")).get(8, 0) == before + 1
 
 
 def test_preferred_batch_size_is_sent_at_once(client):
@@ -124,7 +110,7 @@ def test_preferred_batch_size_is_sent_at_once(client):
     )
     assert all(r.status_code == 200 for r in responses)
     assert time.monotonic() - started < 4.0, "a preferred size must not wait 5 s"
-    assert _batch_counts(_stats(client, "batch_preferred")) == {4: 1}
+    assert _batch_counts(model_stats(client, "batch_preferred")) == {4: 1}
 
 
 def test_requests_with_different_shapes_are_never_mixed(client):
@@ -132,7 +118,7 @@ def test_requests_with_different_shapes_are_never_mixed(client):
     responses = _concurrently(client, "batch_shapes", bodies)
     for i, response in enumerate(responses):
         np.testing.assert_array_equal(_output(response), np.full((1, 2 + i % 2), i))
-    stats = _stats(client, "batch_shapes")
+    stats = model_stats(client, "batch_shapes")
     assert stats["inference_count"] == 6
     assert stats["execution_count"] >= 2  # widths 2 and 3 cannot share an execution
 
@@ -211,14 +197,14 @@ def test_instances_of_a_group_execute_concurrently(client):
 
 @pytest.mark.parametrize("model", ["slow_one", "slow_batched"])
 def test_request_of_a_disconnected_client_is_dropped_from_the_queue(client, sched_server, model):
-    before = _stats(client, model)["inference_count"]
+    before = model_stats(client, model)["inference_count"]
     with ThreadPoolExecutor(max_workers=1) as pool:
         busy = pool.submit(_infer, client, model, _slow_body(600))
         time.sleep(0.15)  # the slow request holds the only instance
         _send_and_disconnect(sched_server, model, _slow_body(1))
         assert busy.result().status_code == 200
     time.sleep(0.3)
-    assert _stats(client, model)["inference_count"] == before + 1
+    assert model_stats(client, model)["inference_count"] == before + 1
 
 
 def _send_and_disconnect(server: TidalServer, model: str, body: dict) -> None:

@@ -11,9 +11,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import tritonclient.http as triton_http
 
-from .conftest import TidalServer, error_message
+from .conftest import (
+    TidalServer,
+    error_message,
+    http_client,
+    model_stats,
+    running_server,
+    triton_client,
+)
 from .models import simple_model, versioned_model
 from .scheduling_models import build_scheduling_repository
 
@@ -51,29 +57,14 @@ def build_statistics_repository(repo: Path) -> Path:
 @pytest.fixture(scope="module")
 def stats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidalServer]:
     repo = build_statistics_repository(tmp_path_factory.mktemp("stats_repo"))
-    proc = TidalServer(
-        ["--model-repository", str(repo), "--http-port", "0", "--http-address", "127.0.0.1"]
-    )
-    try:
-        proc.wait_started()
+    with running_server(repo) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def client(stats_server: TidalServer) -> Iterator[httpx.Client]:
-    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    with httpx.Client(base_url=stats_server.base_url, timeout=30.0, limits=limits) as http:
+    with http_client(stats_server, connections=16) as http:
         yield http
-
-
-def _stats(client: httpx.Client, model: str, version: int | None = None) -> dict:
-    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/stats"
-    response = client.get(path)
-    assert response.status_code == 200, response.text
-    (stats,) = response.json()["model_stats"]
-    return stats
 
 
 def _simple_body(rows: int) -> dict:
@@ -119,7 +110,7 @@ def test_one_model_lists_its_versions_and_one_version_itself(client):
         ("two_versions", "1"),
         ("two_versions", "2"),
     ]
-    assert _stats(client, "two_versions", 2)["version"] == "2"
+    assert model_stats(client, "two_versions", 2)["version"] == "2"
 
 
 @pytest.mark.parametrize(
@@ -135,12 +126,12 @@ def test_unknown_models_and_versions_are_errors(client, path, status):
 
 
 def test_successful_requests_move_every_counter(client):
-    before = _stats(client, "simple_stats")
+    before = model_stats(client, "simple_stats")
     started_ms = time.time() * 1000
     for _ in range(3):
         response = client.post("/v2/models/simple_stats/infer", json=_simple_body(2))
         assert response.status_code == 200, response.text
-    after = _stats(client, "simple_stats")
+    after = model_stats(client, "simple_stats")
     assert _delta(after, before, "inference_stats", "success", "count") == 3
     assert _delta(after, before, "inference_count") == 6  # samples
     assert _delta(after, before, "execution_count") == 3
@@ -157,17 +148,17 @@ def test_successful_requests_move_every_counter(client):
 
 
 def test_a_request_that_does_not_fit_the_model_is_a_failure(client):
-    before = _stats(client, "simple_stats")
+    before = model_stats(client, "simple_stats")
     bad = {"inputs": [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1.0] * 3}]}
     error_message(client.post("/v2/models/simple_stats/infer", json=bad), 400)
-    after = _stats(client, "simple_stats")
+    after = model_stats(client, "simple_stats")
     assert _delta(after, before, "inference_stats", "fail", "count") == 1
     assert _delta(after, before, "inference_stats", "success", "count") == 0
     assert _delta(after, before, "execution_count") == 0
 
 
 def test_a_model_error_is_a_failure_and_runs_no_counted_inference(client):
-    before = _stats(client, "batch_errors")
+    before = model_stats(client, "batch_errors")
     bad = {
         "inputs": [
             {"name": "DATA", "shape": [1, 4], "datatype": "FP32", "data": [1.0] * 4},
@@ -175,13 +166,13 @@ def test_a_model_error_is_a_failure_and_runs_no_counted_inference(client):
         ]
     }
     error_message(client.post("/v2/models/batch_errors/infer", json=bad), 500)
-    after = _stats(client, "batch_errors")
+    after = model_stats(client, "batch_errors")
     assert _delta(after, before, "inference_stats", "fail", "count") == 1
     assert _delta(after, before, "inference_count") == 0
 
 
 def test_a_request_refused_by_a_full_queue_is_a_failure(client):
-    before = _stats(client, "queue_limit")
+    before = model_stats(client, "queue_limit")
     with ThreadPoolExecutor(max_workers=2) as pool:
         waiting = [
             pool.submit(client.post, "/v2/models/queue_limit/infer", json=_identity_body())
@@ -190,7 +181,7 @@ def test_a_request_refused_by_a_full_queue_is_a_failure(client):
         time.sleep(0.4)  # both wait out the model's 1.5 s batching delay
         error_message(client.post("/v2/models/queue_limit/infer", json=_identity_body()), 503)
         assert all(f.result().status_code == 200 for f in waiting)
-    after = _stats(client, "queue_limit")
+    after = model_stats(client, "queue_limit")
     assert _delta(after, before, "inference_stats", "fail", "count") == 1
     assert _delta(after, before, "inference_stats", "success", "count") == 2
     assert _delta(after, before, "execution_count") == 1  # the two waited and ran together
@@ -199,11 +190,8 @@ def test_a_request_refused_by_a_full_queue_is_a_failure(client):
 
 def test_tritonclient_reads_the_statistics(stats_server, client):
     client.post("/v2/models/two_versions/versions/1/infer", json=_int_body())
-    triton = triton_http.InferenceServerClient(stats_server.url)
-    try:
+    with triton_client(stats_server) as triton:
         stats = triton.get_inference_statistics("two_versions", "1")
-    finally:
-        triton.close()
     (entry,) = stats["model_stats"]
     assert entry["name"] == "two_versions" and entry["version"] == "1"
     assert entry["inference_stats"]["success"]["count"] >= 1
@@ -214,7 +202,7 @@ def _int_body() -> dict:
 
 
 def test_statistics_of_one_version_do_not_move_with_the_other(client):
-    before = _stats(client, "two_versions", 2)
+    before = model_stats(client, "two_versions", 2)
     response = client.post("/v2/models/two_versions/versions/1/infer", json=_int_body())
     assert np.array(response.json()["outputs"][0]["data"]).tolist() == [2, 2, 2, 2]
-    assert _stats(client, "two_versions", 2) == before
+    assert model_stats(client, "two_versions", 2) == before

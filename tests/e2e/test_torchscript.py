@@ -14,7 +14,14 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from .conftest import TidalServer, error_message
+from .conftest import (
+    TidalServer,
+    error_message,
+    http_client,
+    infer_input,
+    running_server,
+    triton_client,
+)
 from .models import model_config, tensor_config, write_text
 
 torch = pytest.importorskip("torch")
@@ -152,36 +159,20 @@ def build_torchscript_repository(repo: Path) -> Path:
 @pytest.fixture(scope="module")
 def ts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidalServer]:
     repo = build_torchscript_repository(tmp_path_factory.mktemp("torchscript_repo"))
-    proc = TidalServer(
-        ["--model-repository", str(repo), "--http-port", "0", "--http-address", "127.0.0.1"]
-    )
-    try:
-        proc.wait_started()
+    with running_server(repo) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def client(ts_server: TidalServer) -> Iterator[triton_http.InferenceServerClient]:
-    triton = triton_http.InferenceServerClient(ts_server.url, network_timeout=30.0)
-    try:
+    with triton_client(ts_server) as triton:
         yield triton
-    finally:
-        triton.close()
 
 
 @pytest.fixture(scope="module")
 def http(ts_server: TidalServer) -> Iterator[httpx.Client]:
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-    with httpx.Client(base_url=ts_server.base_url, timeout=30.0, limits=limits) as session:
+    with http_client(ts_server, connections=8) as session:
         yield session
-
-
-def tensor(name: str, array: np.ndarray, datatype: str):
-    value = triton_http.InferInput(name, list(array.shape), datatype)
-    value.set_data_from_numpy(array, binary_data=True)
-    return value
 
 
 # --------------------------------------------------------------------------- serving
@@ -191,7 +182,7 @@ def test_indexed_names_bind_to_positions(client):
     a = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.float32)
     b = np.ones((2, 4), np.float32)
     result = client.infer(
-        "ts_add_sub", [tensor("INPUT__0", a, "FP32"), tensor("INPUT__1", b, "FP32")]
+        "ts_add_sub", [infer_input("INPUT__0", a, "FP32"), infer_input("INPUT__1", b, "FP32")]
     )
     np.testing.assert_array_equal(result.as_numpy("OUTPUT__0"), a + b)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT__1"), a - b)
@@ -209,7 +200,7 @@ def test_forward_argument_names_bind_by_name(client):
     x = np.array([[10, 20, 30]], np.float32)
     y = np.array([[1, 2, 3]], np.float32)
     # Sent in config order (y first): the server must still pass x as forward()'s x.
-    result = client.infer("ts_named", [tensor("y", y, "FP32"), tensor("x", x, "FP32")])
+    result = client.infer("ts_named", [infer_input("y", y, "FP32"), infer_input("x", x, "FP32")])
     np.testing.assert_array_equal(result.as_numpy("diff"), x - y)
 
 
@@ -217,7 +208,7 @@ def test_a_dict_argument_receives_every_input_by_name(client):
     alpha = np.array([[2, 3]], np.int64)
     beta = np.array([[5, 7]], np.int64)
     result = client.infer(
-        "ts_dict", [tensor("alpha", alpha, "INT64"), tensor("beta", beta, "INT64")]
+        "ts_dict", [infer_input("alpha", alpha, "INT64"), infer_input("beta", beta, "INT64")]
     )
     np.testing.assert_array_equal(result.as_numpy("product"), [[10, 21]])
     assert result.as_numpy("product").dtype == np.int64
@@ -225,13 +216,13 @@ def test_a_dict_argument_receives_every_input_by_name(client):
 
 def test_strings_travel_as_lists_of_str(client):
     words = np.array([b"tidal", b"torch"], dtype=np.object_)
-    result = client.infer("ts_strings", [tensor("WORDS__0", words, "BYTES")])
+    result = client.infer("ts_strings", [infer_input("WORDS__0", words, "BYTES")])
     assert result.as_numpy("UPPER__0").tolist() == [b"TIDAL", b"TORCH"]
 
 
 def test_fp16(client):
     data = np.array([[1.5, -2.0], [0.25, 4.0]], np.float16)
-    result = client.infer("ts_fp16", [tensor("INPUT__0", data, "FP16")])
+    result = client.infer("ts_fp16", [infer_input("INPUT__0", data, "FP16")])
     np.testing.assert_array_equal(result.as_numpy("OUTPUT__0"), data * 2)
 
 
@@ -265,13 +256,13 @@ def test_an_exception_in_forward_fails_the_request_and_the_model_stays_ready(htt
     assert "negative input" in message
     assert client.is_model_ready("ts_raises")
     good = np.array([[1, 2]], np.float32)
-    result = client.infer("ts_raises", [tensor("INPUT__0", good, "FP32")])
+    result = client.infer("ts_raises", [infer_input("INPUT__0", good, "FP32")])
     np.testing.assert_array_equal(result.as_numpy("OUTPUT__0"), good * 2)
 
 
 def test_an_output_of_another_type_than_configured_is_an_error(client):
     with pytest.raises(InferenceServerException) as info:
-        client.infer("ts_wrong_dtype", [tensor("INPUT__0", np.ones(2, np.float32), "FP32")])
+        client.infer("ts_wrong_dtype", [infer_input("INPUT__0", np.ones(2, np.float32), "FP32")])
     assert (
         "configuration expects datatype TYPE_FP32 for output 'OUTPUT__0', model provides float64"
     ) in str(info.value)
@@ -299,7 +290,7 @@ def test_broken_torchscript_models_report_why(tmp_path, start_server):
         "not_torchscript": "model 'not_torchscript': cannot load",
     }
     proc = start_server(tmp_path, flags=["--exit-on-error=false", "--strict-readiness=false"])
-    with httpx.Client(base_url=proc.base_url, timeout=30) as session:
+    with http_client(proc) as session:
         assert session.get("/v2/models/fine/ready").status_code == 200
         for name, message in expected.items():
             assert session.get(f"/v2/models/{name}/ready").status_code != 200, name

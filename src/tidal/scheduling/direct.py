@@ -8,14 +8,9 @@ import time
 from tidal.config.model_config import ModelConfig
 from tidal.core.errors import InferenceError
 from tidal.core.types import InferRequest, InferResponse
+from tidal.scheduling.admission import Admission
 from tidal.scheduling.instance_pool import InstancePool
-from tidal.scheduling.statistics import (
-    BACKEND,
-    CANCELED,
-    CURRENT_TIMING,
-    REJECTED,
-    ModelStatistics,
-)
+from tidal.scheduling.statistics import BACKEND, CANCELED, CURRENT_TIMING, ModelStatistics
 
 
 class DirectScheduler:
@@ -24,22 +19,18 @@ class DirectScheduler:
 
     def __init__(self, pool: InstancePool, config: ModelConfig, stats: ModelStatistics) -> None:
         self._pool = pool
-        self._model_name = config.name
         self._batching = config.batching
         self._stats = stats
-        self._stopping = False
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self.inflight = 0
+        self._admission = Admission(config.name, stats)
+
+    @property
+    def inflight(self) -> int:
+        return self._admission.count
 
     async def submit(self, request: InferRequest) -> InferResponse:
         stats = self._stats
-        if self._stopping:
-            stats.record_failure(REJECTED, 0)
-            raise InferenceError.unavailable(f"model '{self._model_name}' is unloading")
+        self._admission.enter()
         arrived = time.perf_counter_ns()
-        self.inflight += 1
-        self._drained.clear()
         try:
             stats.pending += 1
             try:
@@ -66,11 +57,8 @@ class DirectScheduler:
             stats.record_failure(BACKEND, time.perf_counter_ns() - arrived)
             raise
         finally:
-            self.inflight -= 1
-            if self.inflight == 0:
-                self._drained.set()
+            self._admission.leave()
 
     async def stop(self) -> None:
-        self._stopping = True
-        await self._drained.wait()
+        await self._admission.close()
         await asyncio.get_running_loop().run_in_executor(None, self._pool.close)

@@ -19,11 +19,11 @@ from tidal.config.model_config import EnsembleStep, ModelConfig
 from tidal.config.pbtxt import ConfigError
 from tidal.core.errors import InferenceError
 from tidal.core.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
+from tidal.scheduling.admission import Admission
 from tidal.scheduling.statistics import (
     BACKEND,
     CANCELED,
     CURRENT_TIMING,
-    REJECTED,
     ModelStatistics,
     RequestTiming,
 )
@@ -44,19 +44,16 @@ class EnsembleScheduler:
         self._stats = stats
         self._run_step = run_step
         self._output_names = [t.name for t in config.outputs]
-        self._stopping = False
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self.inflight = 0
+        self._admission = Admission(config.name, stats)
+
+    @property
+    def inflight(self) -> int:
+        return self._admission.count
 
     async def submit(self, request: InferRequest) -> InferResponse:
         stats = self._stats
-        if self._stopping:
-            stats.record_failure(REJECTED, 0)
-            raise InferenceError.unavailable(f"model '{self._config.name}' is unloading")
+        self._admission.enter()
         arrived = time.perf_counter_ns()
-        self.inflight += 1
-        self._drained.clear()
         steps_timing = RequestTiming()
         try:
             tensors = await self._run_graph(request, steps_timing)
@@ -71,9 +68,7 @@ class EnsembleScheduler:
                 exc.code, f"in ensemble '{self._config.name}', {exc.message}"
             ) from None
         finally:
-            self.inflight -= 1
-            if self.inflight == 0:
-                self._drained.set()
+            self._admission.leave()
         # The ensemble's queue and compute times are its steps' sums, as in Triton.
         total_ns = time.perf_counter_ns() - arrived
         stats.record_success(total_ns, steps_timing.queue_ns, steps_timing.compute_infer_ns)
@@ -88,8 +83,7 @@ class EnsembleScheduler:
 
     async def stop(self) -> None:
         """Refuse new requests and wait for the accepted ones; there are no instances."""
-        self._stopping = True
-        await self._drained.wait()
+        await self._admission.close()
 
     async def _run_graph(
         self, request: InferRequest, timing: RequestTiming

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tidal.cli.main import build_parser, settings_from_args
+from tidal.cli.main import build_parser
 from tidal.config import ServerSettings
+
+from ..settings_helpers import clear_tidal_environment, settings
 
 
 @pytest.fixture(autouse=True)
 def no_tidal_environment(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("TIDAL_"):
-            monkeypatch.delenv(key)
-
-
-def settings(*flags: str) -> ServerSettings:
-    return settings_from_args(build_parser().parse_args(["serve", *flags]))
+    clear_tidal_environment(monkeypatch)
 
 
 def test_defaults_match_triton():
