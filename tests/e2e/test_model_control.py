@@ -283,6 +283,10 @@ def test_unchanged_model_is_not_loaded_again(explicit_repo, explicit_server, cli
     assert explicit_server.stderr.count("loaded model 'steady' version 1") == 1
     write_atomic(explicit_repo / "steady" / "1" / "model.onnx", scale_bytes(6.0))
     assert client.post("/v2/repository/models/steady/load").status_code == 200
+    deadline = time.monotonic() + 5  # the log reader thread may lag the HTTP answer
+    while explicit_server.stderr.count("loaded model 'steady' version 1") < 2:
+        assert time.monotonic() < deadline, "the changed model was not loaded again"
+        time.sleep(0.02)
     assert explicit_server.stderr.count("loaded model 'steady' version 1") == 2
     assert scaled(client, "steady") == [6.0, 12.0, 18.0, 24.0]
 
