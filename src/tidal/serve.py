@@ -17,6 +17,7 @@ from tidal.frontends.http.handlers import HttpHandlers
 from tidal.frontends.http.transport import HttpService
 from tidal.frontends.metrics.access_log import AccessLog
 from tidal.frontends.metrics.service import start_metrics_service
+from tidal.security.setup import Security
 from tidal.server.facade import InferenceServer
 
 logger = logging.getLogger("tidal")
@@ -51,6 +52,15 @@ async def serve(settings: ServerSettings) -> int:
     except OSError as exc:
         logger.error("cannot open the access log '%s': %s", settings.access_log, exc)
         return 1
+    try:
+        security = Security.from_settings(settings)
+    except ValueError as exc:  # an unreadable keys file, certificate or key
+        logger.error("%s", exc)
+        return 1
+    if security.auth is not None:
+        logger.info("bearer-key authentication on, keys from %s", settings.auth_keys_file)
+    if security.ssl_context is not None:
+        logger.info("TLS on for HTTP and gRPC, certificate %s", settings.ssl_certfile)
     repositories = [Path(p) for p in settings.model_repository] or [example_repository()]
     server = InferenceServer(settings, repositories)
 
@@ -61,7 +71,7 @@ async def serve(settings: ServerSettings) -> int:
 
     frontends = _Frontends()
     try:
-        await frontends.start(server, settings, access_log)
+        await frontends.start(server, settings, access_log, security)
     except OSError:  # a port is taken, an address is not ours, ...
         await frontends.shutdown(timeout=0)
         return 1
@@ -95,7 +105,7 @@ async def serve(settings: ServerSettings) -> int:
     _log_model_table(server)
     _tune_garbage_collector()
     logger.info("Started HTTPService at %s:%d", host, port)
-    _log_how_to_call(host, port, server)
+    _log_how_to_call(host, port, server, security.scheme)
 
     await stopping
     return await _shut_down(server, frontends, settings.exit_timeout_secs, access_log)
@@ -110,14 +120,22 @@ class _Frontends:
         self.http: HttpService | None = None
 
     async def start(
-        self, server: InferenceServer, settings: ServerSettings, access_log: AccessLog | None
+        self,
+        server: InferenceServer,
+        settings: ServerSettings,
+        access_log: AccessLog | None,
+        security: Security | None = None,
     ) -> None:
         """Start every service; log and raise ``OSError`` when one cannot listen."""
         # gRPC first, as Triton does: once HTTP announces itself, both protocols answer.
         if settings.allow_grpc:
             try:
                 self.grpc = await GrpcService.start(
-                    server, settings.grpc_address, settings.grpc_port
+                    server,
+                    settings.grpc_address,
+                    settings.grpc_port,
+                    interceptors=security.grpc_interceptors if security else (),
+                    credentials=security.grpc_credentials if security else None,
                 )
             except OSError as exc:
                 logger.error(
@@ -149,9 +167,10 @@ class _Frontends:
             )
             raise
         self.http = await HttpService.start(
-            HttpHandlers(server, access_log),
+            HttpHandlers(server, access_log, security.auth if security else None),
             http_socket,
             max_body_size=settings.http_max_input_size,
+            ssl=security.ssl_context if security else None,
         )
 
     async def shutdown(self, timeout: float) -> None:
@@ -259,13 +278,14 @@ def _log_model_table(server: InferenceServer) -> None:
         )
 
 
-def _log_how_to_call(host: str, port: int, server: InferenceServer) -> None:
+def _log_how_to_call(host: str, port: int, server: InferenceServer, scheme: str = "http") -> None:
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     logger.info(
-        "health:  curl -s -o /dev/null -w '%%{http_code}\\n' http://%s:%d/v2/health/ready",
+        "health:  curl -s -o /dev/null -w '%%{http_code}\\n' %s://%s:%d/v2/health/ready",
+        scheme,
         shown,
         port,
     )
     records = server.repository.records()
     if records:
-        logger.info("a model: curl http://%s:%d/v2/models/%s", shown, port, records[0].name)
+        logger.info("a model: curl %s://%s:%d/v2/models/%s", scheme, shown, port, records[0].name)

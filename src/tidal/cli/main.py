@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 from tidal import __version__
 from tidal.cli.config_cmd import add_config_command
+from tidal.cli.keys_cmd import add_keys_command
 from tidal.config.settings import ServerSettings
+from tidal.scoring.cli import add_score_command
 
 ENV_PREFIX = "TIDAL_"
 
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(serve)
     serve.set_defaults(command="serve", handler=_serve)
     add_config_command(commands)
+    add_keys_command(commands)
+    add_score_command(commands)
     return parser
 
 

@@ -91,8 +91,32 @@ class ServerSettings:
         ),
     )
 
+    auth_keys_file: str = field(
+        default="",
+        **_opt(
+            "Require 'Authorization: Bearer <key>' on HTTP and gRPC, checked against this keys "
+            "file (from 'tidal keys generate'). Default: no authentication.",
+            metavar="PATH",
+        ),
+    )
+    auth_open_path: tuple[str, ...] = field(
+        default=("/", "/v2/health/live", "/v2/health/ready"),
+        **_opt(
+            "With --auth-keys-file, an HTTP path served without a key (repeatable; replaces "
+            "the default health paths; '' for none).",
+            metavar="PATH",
+        ),
+    )
+    ssl_certfile: str = field(
+        default="", **_opt("Serve HTTP and gRPC over TLS with this PEM certificate chain.")
+    )
+    ssl_keyfile: str = field(
+        default="", **_opt("The PEM private key of --ssl-certfile.", metavar="PATH")
+    )
+
     def __post_init__(self) -> None:
         _check_model_control(self)
+        _check_security(self)
         self.latency_buckets  # noqa: B018 - a bad list stops start-up with its reason
 
     @property
@@ -130,6 +154,13 @@ def _check_model_control(settings: ServerSettings) -> None:
         raise ValueError("--exit-timeout-secs must not be negative")
     if settings.http_max_input_size <= 0:
         raise ValueError("--http-max-input-size must be greater than 0")
+
+
+def _check_security(settings: ServerSettings) -> None:
+    """TLS needs both files; stray empty open paths (``--auth-open-path ''``) are dropped."""
+    if bool(settings.ssl_certfile) != bool(settings.ssl_keyfile):
+        raise ValueError("--ssl-certfile and --ssl-keyfile must be given together")
+    object.__setattr__(settings, "auth_open_path", tuple(p for p in settings.auth_open_path if p))
 
 
 def parse_buckets(text: str) -> tuple[float, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from tritonclient.grpc import service_pb2_grpc
 
@@ -60,17 +62,29 @@ class GrpcService:
         self.port = port
 
     @classmethod
-    async def start(cls, facade: InferenceServer, address: str, port: int) -> GrpcService:
-        """Bind ``address:port`` (port 0 picks a free one) and start serving.
+    async def start(
+        cls,
+        facade: InferenceServer,
+        address: str,
+        port: int,
+        *,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> GrpcService:
+        """Bind ``address:port`` (port 0 picks a free one) and start serving; over TLS with
+        ``credentials``; ``interceptors`` (authentication) see every call first.
 
         Raises ``OSError`` when the address cannot be bound.
         """
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=tuple(interceptors) or None)
         servicer = InferenceServicer(facade)
         _register(server, servicer)
         target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         try:
-            bound = server.add_insecure_port(target)
+            if credentials is None:
+                bound = server.add_insecure_port(target)
+            else:
+                bound = server.add_secure_port(target, credentials)
         except RuntimeError as exc:  # grpcio raises this when the bind fails
             raise OSError(str(exc)) from None
         if bound == 0:  # older grpcio reports a failed bind as port 0

@@ -67,12 +67,24 @@ class RequestHandler(Protocol):
     ) -> Reply: ...
 
 
+class RequestGate(Protocol):
+    """Decides whether a request may be served (``tidal.security.BearerAuth``, for one)."""
+
+    def check(self, path: str, headers: Mapping[str, str]) -> Reply | None: ...
+
+
 class HttpHandlers:
     """Answers one HTTP request at a time; the transport adapter owns the sockets."""
 
-    def __init__(self, server: InferenceServer, access_log: AccessLog | None = None) -> None:
+    def __init__(
+        self,
+        server: InferenceServer,
+        access_log: AccessLog | None = None,
+        gate: RequestGate | None = None,
+    ) -> None:
         self.server = server
         self.access_log = access_log
+        self.gate = gate  # checked before routing: a refused request learns nothing more
         self._verbose = logger.isEnabledFor(logging.DEBUG)  # read once: --log-verbose
 
     async def handle(
@@ -87,8 +99,11 @@ class HttpHandlers:
         route = None
         timing = None
         try:
-            route = match_route(path)
-            if route is None:
+            refusal = self.gate.check(path, headers) if self.gate is not None else None
+            route = None if refusal is not None else match_route(path)
+            if refusal is not None:
+                reply = refusal
+            elif route is None:
                 reply = error_reply(404, f"no endpoint at {path}")
             elif method != METHODS[route.name] and not (
                 method == "HEAD" and METHODS[route.name] == "GET"

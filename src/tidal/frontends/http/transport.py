@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl as ssl_module
 from collections import deque
 from http import HTTPStatus
 
@@ -517,12 +518,13 @@ class HttpService:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         keep_alive_timeout: float | None = DEFAULT_KEEP_ALIVE_TIMEOUT,
         backlog: int = 2048,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> HttpService:
-        """Serve on ``sock`` (bound and listening) from the running loop."""
+        """Serve on ``sock`` (bound and listening) from the running loop; HTTPS with ``ssl``."""
         service = cls(handlers, max_body_size=max_body_size, keep_alive_timeout=keep_alive_timeout)
         service._sockname = sock.getsockname()
         service._server = await service.loop.create_server(
-            service._connection, sock=sock, backlog=backlog
+            service._connection, sock=sock, backlog=backlog, ssl=ssl
         )
         if keep_alive_timeout:
             service._tick_seconds = min(1.0, keep_alive_timeout)

@@ -1,0 +1,261 @@
+"""``ScoringHandlers``: the routes of one worker (``/``, ``/score``, ``/swagger.json``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+import orjson
+
+from tidal.frontends.http.handlers import Reply
+from tidal.scoring.entry import EntryScript
+from tidal.scoring.settings import ScoreSettings
+from tidal.scoring.shims import AMLRequest, AMLResponse
+from tidal.scoring.swagger import swagger_document
+
+__all__ = ["QUERY_KEY", "Authenticator", "ScoringHandlers"]
+
+logger = logging.getLogger("tidal.scoring")
+
+# The transport passes the query string among the headers under a name no real header can have.
+QUERY_KEY = ":query"
+_JSON = "application/json"
+_SCORE_METHODS = "GET, POST, OPTIONS"
+
+
+def message_reply(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Reply:
+    """Azure ML's error shape: ``{"message": ...}``."""
+    return Reply(status, orjson.dumps({"message": message}), _JSON, headers or [])
+
+
+class Authenticator(Protocol):
+    """What guards the routes (``tidal.security.auth.BearerAuth``): None lets a request on."""
+
+    def check(self, path: str, headers: Mapping[str, str]) -> Reply | None: ...
+
+
+class ScoringHandlers:
+    """Routes requests to the entry script; every failure becomes ``{"message": ...}``."""
+
+    def __init__(
+        self, script: EntryScript, settings: ScoreSettings, auth: Authenticator | None = None
+    ) -> None:
+        self.script = script
+        self.settings = settings
+        self.auth = auth
+        self.prefix = settings.service_path_prefix
+        self.timeout_s = settings.scoring_timeout_ms / 1000.0
+        self.origins = settings.cors_origins
+        # One thread per worker runs a synchronous run(): scripts need not be thread-safe, and
+        # the worker count is the unit of parallelism, as in Azure ML's server.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="score-run")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def handle(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        if self.prefix and path.startswith(self.prefix):
+            path = path[len(self.prefix) :] or "/"
+        if self.auth is not None:
+            denied = self.auth.check(path, headers)
+            if denied is not None:
+                return _in_message_shape(denied)
+        if path == "/":
+            if method in ("GET", "HEAD"):
+                return Reply(200, b"Healthy", "text/plain; charset=utf-8")
+            return self._not_allowed(method, path, "GET")
+        if path == "/score":
+            if method == "OPTIONS":
+                return Reply(200, b"", "text/plain", [("Allow", _SCORE_METHODS)])
+            if method not in ("GET", "POST"):
+                return self._not_allowed(method, path, _SCORE_METHODS)
+            reply = await self._score(method, path, headers, body)
+            self._add_cors(reply, headers)
+            return reply
+        if path == "/swagger.json":
+            if method != "GET":
+                return self._not_allowed(method, path, "GET")
+            return Reply(200, orjson.dumps(swagger_document(self.script, self.prefix)), _JSON)
+        return message_reply(404, f"the requested path {path} was not found on this server")
+
+    # -- /score -------------------------------------------------------------------------------
+
+    async def _score(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        ids = [
+            ("x-request-id", request_id),
+            ("x-ms-request-id", request_id),
+            ("x-ms-client-request-id", headers.get("x-ms-client-request-id", request_id)),
+        ]
+        query = headers.get(QUERY_KEY, "")
+        try:
+            argument = self._argument(method, path, query, headers, body)
+        except _BadInput as exc:
+            return message_reply(exc.status, str(exc), ids)
+        started = time.perf_counter()
+        try:
+            result = await self._call(argument)
+        except TimeoutError:
+            ms = self.settings.scoring_timeout_ms
+            logger.error("request %s: scoring timeout after %d ms", request_id, ms)
+            return message_reply(500, f"Scoring timeout after {ms} ms", ids)
+        except Exception as exc:
+            if isinstance(argument, _Kwargs) and _is_conversion_error(exc):
+                return message_reply(400, str(exc), ids)
+            elapsed = (time.perf_counter() - started) * 1000.0
+            logger.exception("request %s: run() raised", request_id)
+            return message_reply(
+                500,
+                f"An unexpected error occurred in scoring script: {type(exc).__name__}: {exc}",
+                [
+                    *ids,
+                    ("x-ms-run-function-failed", "True"),
+                    ("x-ms-run-fn-exec-ms", f"{elapsed:.3f}"),
+                ],
+            )
+        elapsed = (time.perf_counter() - started) * 1000.0
+        ids.append(("x-ms-run-fn-exec-ms", f"{elapsed:.3f}"))
+        return _encode(result, ids, request_id)
+
+    def _argument(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> Any:
+        if self.script.rawhttp:
+            return AMLRequest(method, path, query, _visible(headers), body)
+        if method == "GET":
+            return dict(parse_qsl(query, keep_blank_values=True))
+        if self.script.schema is not None:
+            return _schema_input(self.script.schema, headers, body)
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadInput(400, "the request body is not valid UTF-8 text") from None
+
+    async def _call(self, argument: Any) -> Any:
+        script = self.script
+        kwargs = argument if isinstance(argument, _Kwargs) else None
+        if script.is_async:
+            call = script.run(**kwargs) if kwargs is not None else script.run(argument)
+            return await asyncio.wait_for(call, self.timeout_s)
+        loop = asyncio.get_running_loop()
+        if kwargs is not None:
+            future = loop.run_in_executor(self._executor, lambda: script.run(**kwargs))
+        else:
+            future = loop.run_in_executor(self._executor, script.run, argument)
+        try:
+            return await asyncio.wait_for(future, self.timeout_s)
+        except TimeoutError:
+            # The stuck run() cannot be stopped; leave its thread behind and carry on in a
+            # fresh one, so that the worker keeps serving.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="score-run")
+            raise
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _not_allowed(self, method: str, path: str, allow: str) -> Reply:
+        return message_reply(
+            405, f"the method {method} is not allowed for {path}", [("Allow", allow)]
+        )
+
+    def _add_cors(self, reply: Reply, headers: Mapping[str, str]) -> None:
+        origin = headers.get("origin")
+        if not origin or not self.origins:
+            return
+        if "*" in self.origins or origin in self.origins:
+            reply.headers.append(("Access-Control-Allow-Origin", origin))
+
+
+def _in_message_shape(reply: Reply) -> Reply:
+    """The auth layer answers ``{"error": ...}``; this server speaks ``{"message": ...}``."""
+    try:
+        message = str(orjson.loads(reply.body).get("error", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return reply
+    return message_reply(reply.status, message, list(reply.headers))
+
+
+class _BadInput(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Kwargs(dict):
+    """JSON keys as keyword arguments of an ``inference_schema``-decorated ``run``."""
+
+
+def _schema_input(schema: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> _Kwargs:
+    content_type = headers.get("content-type", _JSON).split(";", 1)[0].strip().lower()
+    if content_type and content_type != _JSON:
+        raise _BadInput(415, f"the content type {content_type} is not supported; send JSON")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _BadInput(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _BadInput(400, "the request body must be a JSON object of run()'s parameters")
+    missing = [name for name in schema["required"] if name not in data]
+    if missing:
+        raise _BadInput(400, f"missing input: {', '.join(missing)}")
+    unknown = [name for name in data if name not in schema["params"]]
+    if unknown and not schema["open"]:
+        raise _BadInput(400, f"unexpected input: {', '.join(unknown)}")
+    for name, default in schema["defaults"].items():
+        data.setdefault(name, default)
+    return _Kwargs(data)
+
+
+def _is_conversion_error(exc: Exception) -> bool:
+    """``inference_schema`` refuses input that does not fit a parameter type this way."""
+    return isinstance(exc, ValueError) and str(exc).startswith("Invalid input")
+
+
+def _visible(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k != QUERY_KEY}
+
+
+def _encode(result: Any, headers: list[tuple[str, str]], request_id: str) -> Reply:
+    """AMLResponse passes through; anything else is JSON-encoded with 200."""
+    if isinstance(result, AMLResponse) or _looks_like_response(result):
+        content_type = _JSON
+        extra = list(headers)
+        for name, value in dict(result.headers).items():
+            if name.lower() == "content-type":
+                content_type = str(value)
+            else:
+                extra.append((str(name), str(value)))
+        data = result.get_data() if hasattr(result, "get_data") else result.data
+        return Reply(int(result.status_code), bytes(data), content_type, extra)
+    try:
+        body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        try:
+            body = json.dumps(result, default=_fallback).encode()
+        except (TypeError, ValueError) as exc:
+            logger.error("request %s: run() returned a value JSON cannot encode", request_id)
+            return message_reply(500, f"run() returned a value that is not JSON: {exc}", headers)
+    return Reply(200, body, _JSON, headers)
+
+
+def _looks_like_response(result: Any) -> bool:
+    # The real azureml AMLResponse (a werkzeug Response) when that package is installed.
+    return type(result).__name__ == "AMLResponse" and hasattr(result, "status_code")
+
+
+def _fallback(value: Any) -> Any:
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -1,0 +1,283 @@
+"""The ``tidal score`` process: one listening socket, N workers on it, an optional server.
+
+The supervisor binds the port once and hands the listening socket to every worker (inherited
+file descriptor), so the kernel spreads connections over them and a worker that dies loses only
+the requests it was answering: connections still queued are accepted by the others. A dead
+worker is replaced. With a model repository, ``tidal serve`` runs as a child first and the
+workers start once its ``/v2/health/ready`` answers; if it dies, the service exits non-zero.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from tidal.scoring.settings import ScoreSettings
+from tidal.scoring.worker import EXIT_INIT_FAILED
+
+__all__ = ["Supervisor"]
+
+logger = logging.getLogger("tidal.scoring")
+
+EXIT_SERVER_DIED = 1
+_POLL_S = 0.1
+_READY_POLL_S = 0.2
+_STOP_TIMEOUT_S = 15.0
+_RESTART_WINDOW_S = 10.0  # respawns faster than this, many times over, mean a broken script
+_RESTART_LIMIT = 20
+_SERVER_STARTED = re.compile(r"Started HTTPService at ([0-9a-fA-F.:\[\]]+):(\d+)")
+INFERENCE_URL_ENV = "INFERENCE_SERVER_URL"
+_PR_SET_PDEATHSIG = 1
+
+
+class _Worker:
+    def __init__(self, proc: subprocess.Popen, ready_fd: int) -> None:
+        self.proc = proc
+        self.ready_fd = ready_fd
+        self.ready = False
+        self.started = time.monotonic()
+
+
+class Supervisor:
+    """Runs until SIGINT/SIGTERM (exit 0), or until it cannot go on (exit non-zero)."""
+
+    def __init__(self, settings: ScoreSettings) -> None:
+        self.settings = settings
+        self.workers: list[_Worker] = []
+        self.server: subprocess.Popen | None = None
+        self.server_url = ""
+        self._stop = threading.Event()
+        self._restarts: list[float] = []
+        self._sock: socket.socket | None = None
+        self._env = dict(os.environ)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self._stop.set())
+        try:
+            return self._run()
+        finally:
+            self._shutdown()
+
+    def _run(self) -> int:
+        settings = self.settings
+        if settings.model_repository:
+            code = self._start_server()
+            if code is not None:
+                return code
+        try:
+            self._sock = _listen(settings.host, settings.port)
+        except OSError as exc:
+            logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+            return 1
+        host, port = self._sock.getsockname()[:2]
+        for _ in range(settings.worker_count):
+            self.workers.append(self._spawn())
+        code = self._wait_workers_ready()
+        if code is not None:
+            return code
+        logger.info(
+            "Started ScoringService at %s:%d (%d workers, entry script %s)",
+            host,
+            port,
+            len(self.workers),
+            settings.entry_script,
+        )
+        return self._watch()
+
+    def _watch(self) -> int:
+        while not self._stop.wait(_POLL_S):
+            if self.server is not None and self.server.poll() is not None:
+                logger.error("the inference server exited (%s); stopping", self.server.returncode)
+                return EXIT_SERVER_DIED
+            for index, worker in enumerate(self.workers):
+                self._check_ready(worker)
+                code = worker.proc.poll()
+                if code is None:
+                    continue
+                if code == EXIT_INIT_FAILED:
+                    logger.error("a replacement worker could not load the entry script")
+                    return EXIT_INIT_FAILED
+                if not self._may_restart():
+                    logger.error("workers keep dying; stopping")
+                    return 1
+                logger.warning("worker %d exited (%s); starting another", worker.proc.pid, code)
+                self.workers[index] = self._spawn()
+        return 0
+
+    def _wait_workers_ready(self) -> int | None:
+        deadline = time.monotonic() + self.settings.worker_timeout_s
+        while not all(w.ready for w in self.workers):
+            if self._stop.is_set():
+                return 0
+            for worker in self.workers:
+                self._check_ready(worker)
+                code = worker.proc.poll()
+                if code is not None and not worker.ready:
+                    logger.error("a worker exited with %s while loading the entry script", code)
+                    return EXIT_INIT_FAILED
+            if time.monotonic() > deadline:
+                logger.error(
+                    "the workers did not start within WORKER_TIMEOUT=%gs",
+                    self.settings.worker_timeout_s,
+                )
+                return EXIT_INIT_FAILED
+            fds = [w.ready_fd for w in self.workers if w.ready_fd >= 0]
+            if fds:
+                select.select(fds, [], [], _POLL_S)
+            else:
+                time.sleep(_POLL_S)
+        return None
+
+    def _check_ready(self, worker: _Worker) -> None:
+        """Read the worker's one-byte "serving" note, if it has come; EOF means it died."""
+        if worker.ready or worker.ready_fd < 0:
+            return
+        readable, _, _ = select.select([worker.ready_fd], [], [], 0)
+        if readable:
+            worker.ready = os.read(worker.ready_fd, 1) == b"1"
+            os.close(worker.ready_fd)
+            worker.ready_fd = -1
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW_S]
+        self._restarts.append(now)
+        return len(self._restarts) <= _RESTART_LIMIT
+
+    def _spawn(self) -> _Worker:
+        assert self._sock is not None
+        read_fd, write_fd = os.pipe()
+        fd = self._sock.fileno()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tidal.scoring.worker",
+                str(fd),
+                str(write_fd),
+                self.settings.to_json(),
+            ],
+            pass_fds=(fd, write_fd),
+            stdin=subprocess.DEVNULL,
+            env=self._env,
+        )
+        os.close(write_fd)
+        return _Worker(proc, read_fd)
+
+    def _shutdown(self) -> None:
+        for worker in self.workers:
+            if worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGTERM)
+        _reap([w.proc for w in self.workers])
+        for worker in self.workers:
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+        if self.server is not None:
+            if self.server.poll() is None:
+                self.server.send_signal(signal.SIGTERM)
+            _reap([self.server])
+        if self._sock is not None:
+            self._sock.close()
+
+    # -- the inference server -----------------------------------------------------------------
+
+    def _start_server(self) -> int | None:
+        """Start ``tidal serve`` and wait for its readiness; an exit code if that fails."""
+        args = [sys.executable, "-m", "tidal", "serve"]
+        for repo in self.settings.model_repository:
+            args += ["--model-repository", repo]
+        args += list(self.settings.serve_args)
+        self.server = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            preexec_fn=_die_with_parent,  # no threads run yet: preexec_fn is safe here
+        )
+        announced = threading.Event()
+        threading.Thread(
+            target=self._relay_server_log, args=(announced,), name="serve-log", daemon=True
+        ).start()
+        while not announced.wait(_READY_POLL_S):
+            if self._stop.is_set():
+                return 0
+            if self.server.poll() is not None:
+                logger.error("the inference server exited with %s", self.server.returncode)
+                return EXIT_SERVER_DIED
+        while not _ready(self.server_url):
+            if self._stop.wait(_READY_POLL_S):
+                return 0
+            if self.server.poll() is not None:
+                logger.error("the inference server exited with %s", self.server.returncode)
+                return EXIT_SERVER_DIED
+        logger.info("the inference server at %s is ready", self.server_url)
+        self._env[INFERENCE_URL_ENV] = self.server_url
+        return None
+
+    def _relay_server_log(self, announced: threading.Event) -> None:
+        assert self.server is not None and self.server.stderr is not None
+        for line in self.server.stderr:
+            sys.stderr.write(line)
+            if not announced.is_set():
+                match = _SERVER_STARTED.search(line)
+                if match:
+                    host = match.group(1)
+                    if host in ("0.0.0.0", "::", "[::]"):
+                        host = "127.0.0.1"
+                    self.server_url = f"{host}:{match.group(2)}"
+                    announced.set()
+
+
+def _die_with_parent() -> None:
+    """Linux: the inference server gets SIGTERM if the supervisor is killed outright."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _reap(procs: Sequence[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,130 @@
+"""One scoring worker process: load the entry script, serve the inherited socket.
+
+Started by the supervisor as ``python -m tidal.scoring.worker SOCKET_FD READY_FD SETTINGS_JSON``.
+It writes one byte to READY_FD once it serves, and exits with 3 if the script cannot load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+from tidal.frontends.http.transport import HttpConnection, HttpService
+from tidal.scoring.entry import EntryScriptError, load_entry_script, set_azureml_env
+from tidal.scoring.routes import QUERY_KEY, Authenticator, ScoringHandlers
+from tidal.scoring.settings import ScoreSettings
+from tidal.scoring.shims import install
+
+logger = logging.getLogger("tidal.scoring")
+
+EXIT_INIT_FAILED = 3
+_SHUTDOWN_GRACE_S = 10.0
+_PARENT_POLL_S = 1.0
+_TREE_LIMIT = 200  # lines of the model folder listed after a failed start
+
+
+class _QueryConnection(HttpConnection):
+    """Hands the query string on (under ``QUERY_KEY``): ``GET /score`` needs it."""
+
+    __slots__ = ()
+
+    def on_message_complete(self) -> None:
+        url = self._url
+        mark = url.find(b"?")
+        if mark >= 0:
+            self._headers[QUERY_KEY] = url[mark + 1 :].decode("latin-1")
+        super().on_message_complete()
+
+
+class _ScoringService(HttpService):
+    def _connection(self) -> HttpConnection:
+        return _QueryConnection(self)
+
+
+def model_tree(folder: str) -> str:
+    """The model folder's files, for the log of a failed start."""
+    root = Path(folder)
+    if not root.is_dir():
+        return f"{folder} (not a folder)"
+    lines = [str(root)]
+    for path in sorted(root.rglob("*")):
+        if len(lines) > _TREE_LIMIT:
+            lines.append("  ...")
+            break
+        depth = len(path.relative_to(root).parts)
+        lines.append("  " * depth + path.name + ("/" if path.is_dir() else ""))
+    return "\n".join(lines)
+
+
+def _load_auth(settings: ScoreSettings) -> Authenticator | None:
+    if not settings.auth_keys_file:
+        return None
+    from tidal.security.auth import BearerAuth  # imported only when keys are asked for
+
+    return BearerAuth.from_file(settings.auth_keys_file)
+
+
+async def _serve(handlers: ScoringHandlers, sock: socket.socket, ready_fd: int) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    service = await _ScoringService.start(handlers, sock)
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+    watch = loop.create_task(_watch_parent(os.getppid(), stop))
+    await stop.wait()
+    watch.cancel()
+    await service.shutdown(_SHUTDOWN_GRACE_S)
+    handlers.close()
+    return 0
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone (killed outright) stops instead of serving on."""
+    while os.getppid() == parent:
+        await asyncio.sleep(_PARENT_POLL_S)
+    logger.warning("the supervisor %d is gone; stopping", parent)
+    stop.set()
+
+
+def main(argv: list[str]) -> int:
+    sock_fd, ready_fd, text = int(argv[0]), int(argv[1]), argv[2]
+    settings = ScoreSettings.from_json(text)
+    logging.basicConfig(
+        level=logging.DEBUG if settings.log_verbose else logging.INFO,
+        format=f"%(asctime)s.%(msecs)03d %(levelname).1s worker-{os.getpid()}] %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    sock = socket.socket(fileno=sock_fd)
+    set_azureml_env(settings)
+    install()
+    try:
+        script = load_entry_script(settings.entry_script)
+        auth = _load_auth(settings)
+    except EntryScriptError as exc:
+        cause = exc.__cause__ or exc
+        tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        logger.error("%s\n%s", exc, tb)
+        logger.error("model folder AZUREML_MODEL_DIR:\n%s", model_tree(settings.model_dir))
+        return EXIT_INIT_FAILED
+    except Exception as exc:
+        logger.error("cannot set up authentication: %s", exc)
+        return EXIT_INIT_FAILED
+    handlers = ScoringHandlers(script, settings, auth)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(handlers, sock, ready_fd))
+    return uvloop.run(_serve(handlers, sock, ready_fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
