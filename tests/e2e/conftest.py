@@ -58,6 +58,21 @@ def run_tidal(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
     )
 
 
+def stop_process(proc: subprocess.Popen, reader: threading.Thread) -> int | None:
+    """SIGTERM, wait, then SIGKILL if needed; join the stderr reader. Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+    reader.join(STOP_TIMEOUT_S)
+    if proc.stderr is not None and not proc.stderr.closed:
+        proc.stderr.close()
+    return proc.returncode
+
+
 class TidalServer:
     """One ``python -m tidal serve`` subprocess whose stderr is drained by a thread.
 
@@ -176,17 +191,7 @@ class TidalServer:
 
     def stop(self) -> int | None:
         """SIGTERM, wait, then SIGKILL if needed. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT_S)
-        self._reader.join(STOP_TIMEOUT_S)
-        if self.proc.stderr is not None and not self.proc.stderr.closed:
-            self.proc.stderr.close()
-        return self.proc.returncode
+        return stop_process(self.proc, self._reader)
 
 
 # --------------------------------------------------------------------------- servers and clients

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import textwrap
 import threading
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import START_TIMEOUT_S, STOP_TIMEOUT_S, tidal_command, tidal_env
+from .conftest import START_TIMEOUT_S, stop_process, tidal_command, tidal_env
 
 SCORE_STARTED_RE = re.compile(r"Started ScoringService at ([0-9.]+):(\d+)")
 
@@ -199,14 +198,4 @@ class ScoreServer:
         return code
 
     def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT_S)
-        self._reader.join(STOP_TIMEOUT_S)
-        if self.proc.stderr is not None and not self.proc.stderr.closed:
-            self.proc.stderr.close()
-        return self.proc.returncode
+        return stop_process(self.proc, self._reader)
