@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -56,6 +58,10 @@ class ScoringHandlers:
         # One thread per worker runs a synchronous run(): scripts need not be thread-safe, and
         # the worker count is the unit of parallelism, as in Azure ML's server.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="score-run")
+        self._inline = _can_run_inline()
+        self._in_run = False
+        if self._inline:
+            signal.signal(signal.SIGALRM, self._on_alarm)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -148,6 +154,10 @@ class ScoringHandlers:
         if script.is_async:
             call = script.run(**kwargs) if kwargs is not None else script.run(argument)
             return await asyncio.wait_for(call, self.timeout_s)
+        if self._inline:
+            if kwargs is not None:
+                return self._run_inline(lambda: script.run(**kwargs))
+            return self._run_inline(lambda: script.run(argument))
         loop = asyncio.get_running_loop()
         if kwargs is not None:
             future = loop.run_in_executor(self._executor, lambda: script.run(**kwargs))
@@ -161,6 +171,27 @@ class ScoringHandlers:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="score-run")
             raise
+
+    def _run_inline(self, call: Callable[[], Any]) -> Any:
+        """Run a synchronous run() on the worker's own (main) thread, SIGALRM as its timeout.
+
+        Handing each request to a thread and back cost about a fifth of a worker's time: on
+        the MLP entry script, 3.5-3.6k requests/s through the thread against 4.2-4.5k inline
+        (wrk, concurrency 8, one worker). The worker serves one request at a time either way.
+        """
+        self._in_run = True
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        try:
+            return call()
+        except _AlarmTimeout:
+            raise TimeoutError from None
+        finally:
+            self._in_run = False  # an alarm landing after this point is ignored
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self._in_run:
+            raise _AlarmTimeout  # a BaseException: run()'s own `except Exception` lets it by
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -259,3 +290,12 @@ def _fallback(value: Any) -> Any:
     if callable(tolist):
         return tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class _AlarmTimeout(BaseException):
+    """Raised inside run() by SIGALRM when SCORING_TIMEOUT_MS has passed."""
+
+
+def _can_run_inline() -> bool:
+    """SIGALRM timers exist (POSIX) and this is the main thread, where signal handlers run."""
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
