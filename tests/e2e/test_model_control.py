@@ -276,18 +276,24 @@ def test_unload_of_a_model_never_loaded_does_nothing(client):
     assert client.post("/v2/repository/models/beta/unload").status_code == 200
 
 
+def _log_count(server, text: str, expected: int) -> int:
+    """How often ``text`` is in the server's log, once ``expected`` lines have arrived (the
+    thread reading the log may lag the HTTP answer) and a moment more has passed for extras."""
+    deadline = time.monotonic() + 5
+    while server.stderr.count(text) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    return server.stderr.count(text)
+
+
 def test_unchanged_model_is_not_loaded_again(explicit_repo, explicit_server, client):
     scale_model(explicit_repo, "steady", 2.0)
     for _ in range(3):
         assert client.post("/v2/repository/models/steady/load").status_code == 200
-    assert explicit_server.stderr.count("loaded model 'steady' version 1") == 1
+    assert _log_count(explicit_server, "loaded model 'steady' version 1", 1) == 1
     write_atomic(explicit_repo / "steady" / "1" / "model.onnx", scale_bytes(6.0))
     assert client.post("/v2/repository/models/steady/load").status_code == 200
-    deadline = time.monotonic() + 5  # the log reader thread may lag the HTTP answer
-    while explicit_server.stderr.count("loaded model 'steady' version 1") < 2:
-        assert time.monotonic() < deadline, "the changed model was not loaded again"
-        time.sleep(0.02)
-    assert explicit_server.stderr.count("loaded model 'steady' version 1") == 2
+    assert _log_count(explicit_server, "loaded model 'steady' version 1", 2) == 2
     assert scaled(client, "steady") == [6.0, 12.0, 18.0, 24.0]
 
 
