@@ -12,6 +12,7 @@ from tidal.config.model_config import ModelConfig
 from tidal.core.datatypes import DataType
 from tidal.core.errors import InferenceError
 from tidal.core.types import InferInput, InferRequest, RequestedOutput
+from tidal.protocol.json_limits import check_json_depth
 from tidal.protocol.tensor_bytes import element_count, tensor_from_bytes
 
 # Types JSON cannot carry faithfully; Triton takes them only as binary data.
@@ -46,6 +47,7 @@ def _parse_json(text: bytes | memoryview) -> Any:
     """orjson, which refuses the ``NaN``, ``Infinity`` and ``-Infinity`` literals that Triton
     accepts and perf_analyzer sends: on a refusal, quote those literals and parse again, then
     turn the quoted forms in floating-point inputs back into floats."""
+    check_json_depth(text)  # orjson recurses: refuse nesting it cannot take
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:

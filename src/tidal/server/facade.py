@@ -60,12 +60,14 @@ class InferenceServer:
         self._stopping = False
         self._aborting = False  # the exit timeout passed: requests left are cancelled
         self._inflight: set[asyncio.Task] = set()  # tasks inside infer()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self._idle: asyncio.Event | None = None
 
     async def start(self) -> list[ModelRecord]:
         """Load the start-up models (by the model control mode); return those that failed."""
         # Python models' BLS requests run like ensemble steps (still accepted while draining).
-        python_bls.connect(self._run_step, asyncio.get_running_loop())
+        self._loop = asyncio.get_running_loop()
+        python_bls.connect(self._run_step, self._loop)
         failed = await self.control.start()
         for record in failed:
             logger.error("model '%s' failed to load: %s", record.name, record.reason)
@@ -211,7 +213,8 @@ class InferenceServer:
         if self._stopping:
             raise InferenceError.unavailable("the server is shutting down")
         # Counted until answered, so a shutdown can wait for it (and cancel it at the end).
-        task = asyncio.current_task()
+        # With its loop given, current_task skips get_running_loop (a getpid system call).
+        task = asyncio.current_task(self._loop)
         assert task is not None
         self._inflight.add(task)
         try:

@@ -16,7 +16,6 @@ from tidal.frontends.http.routes import METHODS, Route, match_route
 from tidal.frontends.metrics.access_log import AccessLog
 from tidal.protocol.http_request import decode_infer_request, decode_raw_binary_request
 from tidal.protocol.http_response import encode_infer_response
-from tidal.protocol.json_limits import check_json_depth
 from tidal.protocol.json_views import (
     model_config_json,
     model_metadata_json,
@@ -195,8 +194,6 @@ class HttpHandlers:
     ) -> Reply:
         body = self._inflate(headers, body)
         header_length = _header_length(headers.get(HEADER_LENGTH))
-        if header_length != 0:  # a JSON head: refuse nesting the JSON parser cannot take
-            check_json_depth(body if header_length is None else memoryview(body)[:header_length])
         if header_length == 0:
             config = self.server.model_config(route.model, route.version)
             request = decode_raw_binary_request(body, config, route.version)
