@@ -160,11 +160,19 @@ class _Frontends:
             )
             logger.info("Started Metrics Service at %s:%d", *self.metrics.sockname[:2])
         try:
-            http_socket = bind_socket(settings.http_address, settings.http_port)
+            if settings.http_listen_fd >= 0:
+                http_socket = inherited_socket(settings.http_listen_fd)
+            else:
+                http_socket = bind_socket(settings.http_address, settings.http_port)
         except OSError as exc:
-            logger.error(
-                "cannot listen on %s:%d: %s", settings.http_address, settings.http_port, exc
-            )
+            if settings.http_listen_fd >= 0:
+                logger.error(
+                    "cannot serve on --http-listen-fd %d: %s", settings.http_listen_fd, exc
+                )
+            else:
+                logger.error(
+                    "cannot listen on %s:%d: %s", settings.http_address, settings.http_port, exc
+                )
             raise
         self.http = await HttpService.start(
             HttpHandlers(server, access_log, security.auth if security else None),
@@ -253,6 +261,22 @@ def bind_socket(address: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
         sock.listen(2048)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening TCP socket a parent handed down as ``fd`` (its own copy, so closing it
+    leaves the parent's open). Raises ``OSError`` when ``fd`` is not a listening socket."""
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+        ):
+            raise OSError(f"file descriptor {fd} is not a listening TCP socket")
         sock.setblocking(False)
     except BaseException:
         sock.close()

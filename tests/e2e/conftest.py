@@ -80,7 +80,7 @@ class TidalServer:
     ``args`` say otherwise; a later flag wins, so tests can still pass their own ports.
     """
 
-    def __init__(self, args: Sequence[str]) -> None:
+    def __init__(self, args: Sequence[str], pass_fds: Sequence[int] = ()) -> None:
         self.args = ["serve", "--grpc-port", "0", "--metrics-port", "0", *args]
         self.lines: list[str] = []
         self.host: str | None = None
@@ -98,6 +98,7 @@ class TidalServer:
             text=True,
             errors="replace",
             env=tidal_env(),
+            pass_fds=tuple(pass_fds),
         )
         self._reader = threading.Thread(target=self._drain, name="tidal-stderr", daemon=True)
         self._reader.start()

@@ -25,6 +25,15 @@ class ServerSettings:
     )
     http_port: int = field(default=8000, **_opt("HTTP port (0 picks a free port)."))
     http_address: str = field(default="0.0.0.0", **_opt("Address the HTTP service binds."))
+    http_listen_fd: int = field(
+        default=-1,
+        **_opt(
+            "Serve HTTP on this inherited, already listening socket instead of binding "
+            "--http-port; several processes given the same socket share its accept queue, so "
+            "one can replace another without refusing a connection (-1: bind).",
+            metavar="FD",
+        ),
+    )
     grpc_port: int = field(default=8001, **_opt("gRPC port (0 picks a free port)."))
     grpc_address: str = field(default="0.0.0.0", **_opt("Address the gRPC service binds."))
     allow_grpc: bool = field(default=True, **_opt("Serve the gRPC inference service."))
@@ -154,6 +163,8 @@ def _check_model_control(settings: ServerSettings) -> None:
         raise ValueError("--exit-timeout-secs must not be negative")
     if settings.http_max_input_size <= 0:
         raise ValueError("--http-max-input-size must be greater than 0")
+    if settings.http_listen_fd < -1:
+        raise ValueError("--http-listen-fd must be a file descriptor number, or -1")
 
 
 def _check_security(settings: ServerSettings) -> None:
