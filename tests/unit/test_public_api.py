@@ -36,6 +36,13 @@ PUBLIC = {
     "tidal.repository": ["LoadedVersion", "ModelRecord", "ModelRepository", "VersionRecord"],
     "tidal.scheduling": ["DirectScheduler", "InstancePool", "Scheduler"],
     "tidal.backends": ["Backend", "ModelInstance", "backend_name_for", "get_backend"],
+    "tidal.registry": [
+        "FRAMEWORKS",
+        "ModelRegistry",
+        "ModelVersion",
+        "RegistryError",
+        "parse_model_id",
+    ],
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from tidal import __version__
 from tidal.cli.config_cmd import add_config_command
 from tidal.cli.keys_cmd import add_keys_command
+from tidal.cli.model_cmd import add_model_command
 from tidal.config.settings import ServerSettings
 from tidal.scoring.cli import add_score_command
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(command="serve", handler=_serve)
     add_config_command(commands)
     add_keys_command(commands)
+    add_model_command(commands)
     add_score_command(commands)
     return parser
 
