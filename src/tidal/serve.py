@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from tidal.config.settings import ServerSettings
 from tidal.examples import example_repository
+from tidal.frontends.grpc.h2 import TidalGrpcService
 from tidal.frontends.grpc.server import GrpcService
 from tidal.frontends.http.handlers import HttpHandlers
 from tidal.frontends.http.transport import HttpService
@@ -44,7 +46,8 @@ async def serve(settings: ServerSettings) -> int:
     readiness false until they are loaded; "Started HTTPService" is logged then, as Triton
     does. A stop signal turns readiness false and refuses new requests at once, lets the
     accepted ones finish for up to --exit-timeout-secs, cancels what is left with an error,
-    and exits 0 (1 when requests had to be cancelled).
+    and exits 0 (1 when requests had to be cancelled). With --shutdown-delay-secs, requests
+    are still served for that long after the signal, with readiness false, before that.
     """
     _apply_log_verbose(settings.log_verbose)
     try:
@@ -77,7 +80,10 @@ async def serve(settings: ServerSettings) -> int:
         return 1
     assert frontends.http is not None
     host, port = frontends.http.sockname[:2]
-    logger.info("HTTP listening at %s:%d while the models load", host, port)
+    if settings.http_listen_fd >= 0:
+        logger.info("HTTP on the inherited socket %s:%d once the models are loaded", host, port)
+    else:
+        logger.info("HTTP listening at %s:%d while the models load", host, port)
 
     logger.info("loading models from %s", ", ".join(str(p) for p in repositories))
     loading = asyncio.ensure_future(server.start())
@@ -104,10 +110,13 @@ async def serve(settings: ServerSettings) -> int:
         return 1
     _log_model_table(server)
     _tune_garbage_collector()
+    await frontends.http.serve()  # accepting already, unless on an inherited socket
     logger.info("Started HTTPService at %s:%d", host, port)
     _log_how_to_call(host, port, server, security.scheme)
 
     await stopping
+    if settings.shutdown_delay_secs > 0:
+        await _delay_shutdown(server, frontends, settings, stop)
     return await _shut_down(server, frontends, settings.exit_timeout_secs, access_log)
 
 
@@ -115,7 +124,7 @@ class _Frontends:
     """The gRPC, metrics and HTTP services, started in that order and stopped together."""
 
     def __init__(self) -> None:
-        self.grpc: GrpcService | None = None
+        self.grpc: GrpcService | TidalGrpcService | None = None
         self.metrics = None
         self.http: HttpService | None = None
 
@@ -130,13 +139,22 @@ class _Frontends:
         # gRPC first, as Triton does: once HTTP announces itself, both protocols answer.
         if settings.allow_grpc:
             try:
-                self.grpc = await GrpcService.start(
-                    server,
-                    settings.grpc_address,
-                    settings.grpc_port,
-                    interceptors=security.grpc_interceptors if security else (),
-                    credentials=security.grpc_credentials if security else None,
-                )
+                if settings.grpc_transport == "aio":
+                    self.grpc = await GrpcService.start(
+                        server,
+                        settings.grpc_address,
+                        settings.grpc_port,
+                        interceptors=security.grpc_interceptors if security else (),
+                        credentials=security.grpc_credentials if security else None,
+                    )
+                else:
+                    self.grpc = await TidalGrpcService.start(
+                        server,
+                        settings.grpc_address,
+                        settings.grpc_port,
+                        auth=security.auth if security else None,
+                        ssl=security.grpc_ssl_context if security else None,
+                    )
             except OSError as exc:
                 logger.error(
                     "cannot listen on %s:%d: %s", settings.grpc_address, settings.grpc_port, exc
@@ -145,6 +163,7 @@ class _Frontends:
             logger.info(
                 "Started GRPCInferenceService at %s:%d", settings.grpc_address, self.grpc.port
             )
+            logger.info("gRPC transport: %s (--grpc-transport)", settings.grpc_transport)
         # Metrics before HTTP too: once HTTP announces itself, /metrics answers.
         if settings.allow_metrics:
             metrics_address = settings.metrics_address or settings.http_address  # as Triton
@@ -179,6 +198,9 @@ class _Frontends:
             http_socket,
             max_body_size=settings.http_max_input_size,
             ssl=security.ssl_context if security else None,
+            # A shared socket's connections would reach this server before it can answer
+            # them: leave them to the processes sharing it until the models are loaded.
+            start_serving=settings.http_listen_fd < 0,
         )
 
     async def shutdown(self, timeout: float) -> None:
@@ -196,6 +218,45 @@ class _Frontends:
         if self.metrics is not None:
             await self.metrics.shutdown(timeout=1)
             self.metrics = None
+
+
+async def _delay_shutdown(
+    server: InferenceServer,
+    frontends: _Frontends,
+    settings: ServerSettings,
+    stop: asyncio.Event,
+) -> None:
+    """--shutdown-delay-secs: readiness false at once, requests still served for that long.
+
+    This is the window in which load balancers (a Kubernetes Service, a proxy) take the server
+    out of rotation: what still reaches it is answered, and each HTTP response closes its
+    connection so that keep-alive clients reconnect to another replica. On an inherited socket
+    the processes sharing it take new connections at once. A second stop signal ends the
+    delay early.
+    """
+    delay = settings.shutdown_delay_secs
+    server.withdraw()
+    inherited = settings.http_listen_fd >= 0
+    open_connections = 0
+    if frontends.http is not None:
+        open_connections = frontends.http.end_keep_alive(stop_accepting=inherited)
+    logger.info(
+        "shutting down in %s s (--shutdown-delay-secs): readiness false, still serving; "
+        "%d HTTP connection(s) close after their next response%s",
+        delay,
+        open_connections,
+        "; new connections left to the processes sharing the socket" if inherited else "",
+    )
+    stop.clear()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+        logger.info("second stop signal: ending the shutdown delay early")
+    busy = idle = 0
+    if frontends.http is not None:
+        busy = len(frontends.http.connections)
+        idle = frontends.http.close_idle()  # quiet since the delay began: no race to fear
+        busy -= idle
+    logger.info("shutdown delay over: closed %d idle HTTP connection(s), %d still busy", idle, busy)
 
 
 async def _shut_down(

@@ -81,7 +81,10 @@ class TidalServer:
     """
 
     def __init__(self, args: Sequence[str], pass_fds: Sequence[int] = ()) -> None:
-        self.args = ["serve", "--grpc-port", "0", "--metrics-port", "0", *args]
+        # TIDAL_E2E_GRPC_TRANSPORT=aio runs the suite's servers on the grpc.aio transport
+        transport = os.environ.get("TIDAL_E2E_GRPC_TRANSPORT")
+        chosen = ["--grpc-transport", transport] if transport else []
+        self.args = ["serve", "--grpc-port", "0", "--metrics-port", "0", *chosen, *args]
         self.lines: list[str] = []
         self.host: str | None = None
         self.port: int | None = None

@@ -37,6 +37,10 @@ class ServerSettings:
     grpc_port: int = field(default=8001, **_opt("gRPC port (0 picks a free port)."))
     grpc_address: str = field(default="0.0.0.0", **_opt("Address the gRPC service binds."))
     allow_grpc: bool = field(default=True, **_opt("Serve the gRPC inference service."))
+    grpc_transport: str = field(
+        default="tidal",
+        **_opt("gRPC transport: 'tidal' (tidal's own HTTP/2 server, fast) or 'aio' (grpc.aio)."),
+    )
     metrics_port: int = field(
         default=8002, **_opt("Prometheus metrics port, serving /metrics (0 picks a free port).")
     )
@@ -88,6 +92,15 @@ class ServerSettings:
         default=30,
         **_opt("Seconds to let accepted requests finish after SIGTERM before cancelling them."),
     )
+    shutdown_delay_secs: float = field(
+        default=0.0,
+        **_opt(
+            "Seconds to go on serving after SIGTERM with readiness false, every response "
+            "closing its connection, so load balancers and keep-alive clients move to other "
+            "replicas before new requests are refused (on --http-listen-fd new connections "
+            "are left to the processes sharing the socket at once). 0: refuse at once."
+        ),
+    )
     http_max_input_size: int = field(
         default=64 * 1024 * 1024,
         **_opt("Largest HTTP request body in bytes, also after decompression."),
@@ -126,6 +139,7 @@ class ServerSettings:
     def __post_init__(self) -> None:
         _check_model_control(self)
         _check_security(self)
+        _check_grpc_transport(self)
         self.latency_buckets  # noqa: B018 - a bad list stops start-up with its reason
 
     @property
@@ -161,10 +175,25 @@ def _check_model_control(settings: ServerSettings) -> None:
         raise ValueError("--repository-poll-secs must be greater than 0 in poll mode")
     if settings.exit_timeout_secs < 0:
         raise ValueError("--exit-timeout-secs must not be negative")
+    if not 0 <= settings.shutdown_delay_secs < math.inf:  # also refuses nan
+        raise ValueError("--shutdown-delay-secs must be a number of seconds, 0 or more")
     if settings.http_max_input_size <= 0:
         raise ValueError("--http-max-input-size must be greater than 0")
     if settings.http_listen_fd < -1:
         raise ValueError("--http-listen-fd must be a file descriptor number, or -1")
+
+
+GRPC_TRANSPORTS = ("tidal", "aio")
+
+
+def _check_grpc_transport(settings: ServerSettings) -> None:
+    transport = settings.grpc_transport.strip().lower()
+    if transport not in GRPC_TRANSPORTS:
+        raise ValueError(
+            f"--grpc-transport must be one of {', '.join(GRPC_TRANSPORTS)}, "
+            f"got '{settings.grpc_transport}'"
+        )
+    object.__setattr__(settings, "grpc_transport", transport)
 
 
 def _check_security(settings: ServerSettings) -> None:

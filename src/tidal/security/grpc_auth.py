@@ -16,6 +16,15 @@ _HEALTH_METHODS = {
 }
 
 
+def refusal(auth: BearerAuth, method: str, authorization: str | None) -> str | None:
+    """Why a call to ``method`` (``/package.Service/Rpc``) carrying ``authorization`` is
+    refused, or None when it may go on; for transports that check calls themselves."""
+    path = _HEALTH_METHODS.get(method)
+    if path is not None and auth.is_open(path):
+        return None
+    return auth.verdict(authorization)
+
+
 class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls without a valid key before they reach the servicer."""
 

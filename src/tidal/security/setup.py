@@ -20,6 +20,8 @@ class Security:
     ssl_context: SSLContext | None = None
     grpc_credentials: grpc.ServerCredentials | None = None
     grpc_interceptors: tuple[grpc.aio.ServerInterceptor, ...] = field(default=())
+    # TLS for tidal's own gRPC transport: the same files, offering ALPN "h2"
+    grpc_ssl_context: SSLContext | None = None
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Security:
@@ -35,6 +37,9 @@ class Security:
         if settings.ssl_certfile:
             context = http_ssl_context(settings.ssl_certfile, settings.ssl_keyfile)
             credentials = grpc_server_credentials(settings.ssl_certfile, settings.ssl_keyfile)
+            grpc_context = http_ssl_context(settings.ssl_certfile, settings.ssl_keyfile)
+            grpc_context.set_alpn_protocols(["h2"])
+            return cls(auth, context, credentials, interceptors, grpc_context)
         return cls(auth, context, credentials, interceptors)
 
     @property

@@ -58,6 +58,7 @@ class InferenceServer:
         self._live = True
         self._started = False  # the start-up models have been loaded
         self._stopping = False
+        self._withdrawn = False  # readiness false for a shutdown delay, still serving
         self._aborting = False  # the exit timeout passed: requests left are cancelled
         self._inflight: set[asyncio.Task] = set()  # tasks inside infer()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
@@ -83,6 +84,11 @@ class InferenceServer:
         self._live = False
 
     # -- shutting down -------------------------------------------------------------------
+
+    def withdraw(self) -> None:
+        """Turn readiness false but go on serving: the start of a shutdown delay, while load
+        balancers take this server out of rotation (--shutdown-delay-secs)."""
+        self._withdrawn = True
 
     def begin_shutdown(self) -> None:
         """Turn readiness false and refuse new requests with UNAVAILABLE, at once."""
@@ -110,7 +116,7 @@ class InferenceServer:
         return self._live
 
     def is_ready(self) -> bool:
-        if not self._started or not self._live or self._stopping:
+        if not self._started or not self._live or self._stopping or self._withdrawn:
             return False
         return self.repository.all_ready() if self.settings.strict_readiness else True
 

@@ -16,6 +16,9 @@ What it does on purpose, beyond the happy path:
   close the write side is shut down and unread input is discarded for a short while, so the
   peer reads the error instead of a reset.
 * Connections idle for ``keep_alive_timeout`` seconds are closed.
+* A shutdown delay (``end_keep_alive``) makes each connection close right after its next
+  response, which says ``connection: close``; idle ones are never cut under a client that
+  may be sending (``close_idle`` ends them only after the delay).
 
 The per-request work is kept small: no per-request objects beyond the header dict, the request
 tuple and the task; constant response bytes are cached.
@@ -176,6 +179,8 @@ class HttpConnection(asyncio.Protocol):
         service.connections.add(self)
         if service.stopping:
             self._close(linger=False)
+        elif service.closing_keep_alive:
+            self._stopping = True  # a shutdown delay: one response, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -462,6 +467,13 @@ class HttpConnection(asyncio.Protocol):
         if self._task is None and not self._in_message and not self._discard:
             self._close(linger=False)
 
+    def _close_if_idle(self) -> bool:
+        """Close now if nothing is being answered or received; True if it was closed."""
+        if self._task is None and not self._in_message and not self._discard:
+            self._close(linger=False)
+            return True
+        return False
+
     def _tick(self, limit: int) -> None:
         if self._task is not None:
             self._idle_ticks = 0
@@ -502,6 +514,7 @@ class HttpService:
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpConnection] = set()
         self.stopping = False
+        self.closing_keep_alive = False  # a shutdown delay: each response ends its connection
         self._server: asyncio.AbstractServer | None = None
         self._sockname: tuple = ()
         self._all_closed: asyncio.Future | None = None
@@ -519,12 +532,14 @@ class HttpService:
         keep_alive_timeout: float | None = DEFAULT_KEEP_ALIVE_TIMEOUT,
         backlog: int = 2048,
         ssl: ssl_module.SSLContext | None = None,
+        start_serving: bool = True,
     ) -> HttpService:
-        """Serve on ``sock`` (bound and listening) from the running loop; HTTPS with ``ssl``."""
+        """Serve on ``sock`` (bound and listening) from the running loop; HTTPS with ``ssl``.
+        With ``start_serving`` false, connections are accepted only after :meth:`serve`."""
         service = cls(handlers, max_body_size=max_body_size, keep_alive_timeout=keep_alive_timeout)
         service._sockname = sock.getsockname()
         service._server = await service.loop.create_server(
-            service._connection, sock=sock, backlog=backlog, ssl=ssl
+            service._connection, sock=sock, backlog=backlog, ssl=ssl, start_serving=start_serving
         )
         if keep_alive_timeout:
             service._tick_seconds = min(1.0, keep_alive_timeout)
@@ -551,6 +566,37 @@ class HttpService:
         for connection in list(self.connections):
             connection._tick(limit)
         self._ticker = self.loop.call_later(self._tick_seconds, self._tick)
+
+    async def serve(self) -> None:
+        """Start accepting connections (when started with ``start_serving`` false)."""
+        assert self._server is not None
+        if not self.stopping and not self.closing_keep_alive:
+            await self._server.start_serving()
+
+    def end_keep_alive(self, *, stop_accepting: bool) -> int:
+        """Start of a shutdown delay: from now on every response says ``connection: close``
+        and its connection closes once it is sent, so keep-alive clients reconnect elsewhere.
+
+        Idle connections stay open until their next request: closing one could cross a
+        request its client is sending at that moment, which then fails; closing right after a
+        response that announced it is safe. With ``stop_accepting`` the listening socket is
+        let go at once, so the other processes sharing it take the new connections. Returns
+        the number of connections open.
+        """
+        self.closing_keep_alive = True
+        if stop_accepting and self._server is not None:
+            self._server.close()
+        for connection in self.connections:
+            connection._stopping = True
+        return len(self.connections)
+
+    def close_idle(self) -> int:
+        """Close the connections with no request in flight or arriving; returns how many.
+
+        At the end of a shutdown delay, a connection still idle has had no request since the
+        delay began: its client is quiet, and its pool reconnects (elsewhere) when it sees the
+        close, rather than being refused with 503 during the drain."""
+        return sum(connection._close_if_idle() for connection in list(self.connections))
 
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting; let the requests in flight finish and their responses go out;
