@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 from tidal import __version__
 from tidal.cli.config_cmd import add_config_command
+from tidal.cli.deploy_cmd import add_deploy_command
 from tidal.cli.keys_cmd import add_keys_command
 from tidal.cli.model_cmd import add_model_command
+from tidal.cli.service_cmd import add_service_command
 from tidal.config.settings import ServerSettings
 from tidal.scoring.cli import add_score_command
 
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_command(commands)
     add_model_command(commands)
     add_score_command(commands)
+    add_deploy_command(commands)
+    add_service_command(commands)
     return parser
 
 

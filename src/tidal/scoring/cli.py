@@ -51,6 +51,44 @@ def add_score_command(commands: Any) -> None:
         "--auth-keys-file", dest="auth_keys_file", default="", help="require these bearer keys"
     )
     score.add_argument("--log-verbose", dest="log_verbose", type=int, default=0)
+    score.add_argument(
+        "--listen-fd",
+        dest="listen_fd",
+        type=int,
+        default=-1,
+        metavar="FD",
+        help="serve /score on this inherited listening socket instead of binding --port",
+    )
+    score.add_argument(
+        "--server-listen-fd",
+        dest="server_listen_fd",
+        type=int,
+        default=-1,
+        metavar="FD",
+        help="give this inherited listening socket to the inference server (--http-listen-fd)",
+    )
+    score.add_argument(
+        "--max-concurrent-requests",
+        dest="max_concurrent_requests",
+        type=int,
+        default=0,
+        help="requests scored at once (shared out over the workers); more get 503 (0: no limit)",
+    )
+    score.add_argument(
+        "--auth-open-health",
+        dest="auth_open_health",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --auth-keys-file, answer the health route GET / without a key",
+    )
+    score.add_argument(
+        "--shutdown-delay-secs",
+        dest="shutdown_delay_s",
+        type=float,
+        default=0.0,
+        help="after SIGTERM, stop accepting but answer keep-alive clients this long, each "
+        "response closing its connection, so processes sharing the socket take over",
+    )
     score.set_defaults(command="score", handler=_score)
 
 
@@ -66,7 +104,14 @@ def _score(args: argparse.Namespace) -> int:
             serve_args=tuple(args.serve_args),
             auth_keys_file=args.auth_keys_file,
             log_verbose=args.log_verbose,
+            listen_fd=args.listen_fd,
+            server_listen_fd=args.server_listen_fd,
+            max_concurrent_requests=args.max_concurrent_requests,
+            shutdown_delay_s=args.shutdown_delay_s,
+            auth_open_health=args.auth_open_health,
         )
+        if settings.max_concurrent_requests < 0 or not 0 <= settings.shutdown_delay_s < 3600:
+            raise ValueError("--max-concurrent-requests and --shutdown-delay-secs must be >= 0")
         if settings.auth_keys_file:  # a bad keys file is a usage error, before any worker
             from tidal.security.auth import BearerAuth
 

@@ -56,6 +56,10 @@ class ScoringHandlers:
         self.prefix = settings.service_path_prefix
         self.timeout_s = settings.scoring_timeout_ms / 1000.0
         self.origins = settings.cors_origins
+        # maxConcurrentRequestsPerContainer is per service: each worker takes its share.
+        limit = settings.max_concurrent_requests
+        self._limit = -(-limit // settings.worker_count) if limit > 0 else 0
+        self._active = 0
         # One thread per worker runs a synchronous run(): scripts need not be thread-safe, and
         # the worker count is the unit of parallelism, as in Azure ML's server.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="score-run")
@@ -115,7 +119,15 @@ class ScoringHandlers:
             argument = self._argument(method, path, query, headers, body)
         except _BadInput as exc:
             return message_reply(exc.status, str(exc), ids)
+        if self._limit and self._active >= self._limit:
+            return message_reply(
+                503,
+                f"Service busy: {self.settings.max_concurrent_requests} concurrent requests "
+                "already in progress (maxConcurrentRequestsPerContainer); retry later",
+                [*ids, ("retry-after", "1")],
+            )
         started = time.perf_counter()
+        self._active += 1
         try:
             result = await self._call(argument)
         except TimeoutError:
@@ -136,6 +148,8 @@ class ScoringHandlers:
                     ("x-ms-run-fn-exec-ms", f"{elapsed:.3f}"),
                 ],
             )
+        finally:
+            self._active -= 1
         elapsed = (time.perf_counter() - started) * 1000.0
         ids.append(("x-ms-run-fn-exec-ms", f"{elapsed:.3f}"))
         return _encode(result, ids, request_id)

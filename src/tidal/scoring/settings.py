@@ -30,6 +30,11 @@ class ScoreSettings:
     model_repository: tuple[str, ...] = ()
     serve_args: tuple[str, ...] = ()  # extra flags for the inference server child
     log_verbose: int = 0
+    listen_fd: int = -1  # serve on this inherited listening socket instead of binding the port
+    server_listen_fd: int = -1  # hand this listening socket to the inference server child
+    max_concurrent_requests: int = 0  # per service, shared out over the workers; 0: no limit
+    shutdown_delay_s: float = 0.0  # after SIGTERM, serve on with connection: close this long
+    auth_open_health: bool = True  # with keys, GET / still answers without one
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -80,7 +80,11 @@ class Supervisor:
             if code is not None:
                 return code
         try:
-            self._sock = _listen(settings.host, settings.port)
+            if settings.listen_fd >= 0:  # a deployment's host binds the public port once
+                self._sock = socket.socket(fileno=settings.listen_fd)
+                self._sock.set_inheritable(True)
+            else:
+                self._sock = _listen(settings.host, settings.port)
         except OSError as exc:
             logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
             return 1
@@ -202,8 +206,13 @@ class Supervisor:
         for repo in self.settings.model_repository:
             args += ["--model-repository", repo]
         args += list(self.settings.serve_args)
+        pass_fds: tuple[int, ...] = ()
+        if self.settings.server_listen_fd >= 0:
+            args.append(f"--http-listen-fd={self.settings.server_listen_fd}")
+            pass_fds = (self.settings.server_listen_fd,)
         self.server = subprocess.Popen(
             args,
+            pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

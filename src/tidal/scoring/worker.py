@@ -7,6 +7,7 @@ It writes one byte to READY_FD once it serves, and exits with 3 if the script ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -67,7 +68,9 @@ def _load_auth(settings: ScoreSettings) -> Authenticator | None:
         return None
     from tidal.security.auth import BearerAuth  # imported only when keys are asked for
 
-    return BearerAuth.from_file(settings.auth_keys_file)
+    if settings.auth_open_health:
+        return BearerAuth.from_file(settings.auth_keys_file)
+    return BearerAuth.from_file(settings.auth_keys_file, open_paths=())
 
 
 async def _serve(handlers: ScoringHandlers, sock: socket.socket, ready_fd: int) -> int:
@@ -80,6 +83,15 @@ async def _serve(handlers: ScoringHandlers, sock: socket.socket, ready_fd: int) 
     os.close(ready_fd)
     watch = loop.create_task(_watch_parent(os.getppid(), stop))
     await stop.wait()
+    delay = handlers.settings.shutdown_delay_s
+    if delay > 0:
+        # A replacement shares the socket: let it take new connections at once, answer the
+        # keep-alive clients with `connection: close` for a while, then close the idle ones.
+        stop.clear()
+        service.end_keep_alive(stop_accepting=True)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        service.close_idle()
     watch.cancel()
     await service.shutdown(_SHUTDOWN_GRACE_S)
     handlers.close()
