@@ -240,6 +240,9 @@ async def _delay_shutdown(
     open_connections = 0
     if frontends.http is not None:
         open_connections = frontends.http.end_keep_alive(stop_accepting=inherited)
+    if isinstance(frontends.grpc, TidalGrpcService):
+        told = frontends.grpc.ask_clients_to_leave()
+        logger.info("gRPC: GOAWAY sent to %d connection(s); their calls in flight go on", told)
     logger.info(
         "shutting down in %s s (--shutdown-delay-secs): readiness false, still serving; "
         "%d HTTP connection(s) close after their next response%s",

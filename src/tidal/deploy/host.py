@@ -138,9 +138,8 @@ class Host:
         if old is not None:
             # SIGTERM: the old generation stops accepting (the new one shares the socket) and
             # answers its keep-alive clients with connection: close for a moment. Give it time
-            # to let go of the socket before the update is reported done.
-            if old.proc.poll() is None:
-                old.proc.send_signal(signal.SIGTERM)
+            # to let go of the socket before the update is reported done. One signal only
+            # (sent by _retire): a second one would cut that moment short.
             threading.Thread(
                 target=_retire, args=(old.proc, self.dir, spec.get("app_root")), daemon=True
             ).start()

@@ -68,3 +68,42 @@ def test_gate_runs_before_routing_in_http_handlers() -> None:
     reply = asyncio.run(handlers.handle("GET", "/v2/models/missing", {}, b""))
     assert reply.status == 401
     assert ("www-authenticate", "Bearer") in reply.headers
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_a_rewritten_keys_file_replaces_the_keys(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "keys.json"
+    write_keys_file(path, KeyHashes.of("old-primary", "old-secondary"))
+    auth = BearerAuth.from_file(path)
+    assert auth.check("/v2", _bearer("old-primary")) is None
+    monkeypatch.setattr("tidal.security.auth.RELOAD_CHECK_SECONDS", 0.0)
+    auth._next_check = 0.0  # the next request looks at the file
+    write_keys_file(path, KeyHashes.of("new-primary", "old-secondary"), force=True)
+    refused = auth.check("/v2", _bearer("old-primary"))
+    assert refused is not None and refused.status == 401
+    assert auth.check("/v2", _bearer("new-primary")) is None
+    assert auth.check("/v2", _bearer("old-secondary")) is None
+
+
+def test_a_broken_rewrite_keeps_the_current_keys(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "keys.json"
+    write_keys_file(path, KeyHashes.of("primary-key", "secondary-key"))
+    auth = BearerAuth.from_file(path)
+    monkeypatch.setattr("tidal.security.auth.RELOAD_CHECK_SECONDS", 0.0)
+    auth._next_check = 0.0
+    path.write_text("{not json")
+    assert auth.check("/v2", _bearer("primary-key")) is None
+    path.unlink()
+    assert auth.check("/v2", _bearer("secondary-key")) is None
+
+
+def test_the_file_is_looked_at_once_a_second_at_most(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_keys_file(path, KeyHashes.of("old-primary", "old-secondary"))
+    auth = BearerAuth.from_file(path)
+    write_keys_file(path, KeyHashes.of("new-primary", "new-secondary"), force=True)
+    # Within RELOAD_CHECK_SECONDS of start-up the old keys still hold: no stat per request.
+    assert auth.check("/v2", _bearer("old-primary")) is None

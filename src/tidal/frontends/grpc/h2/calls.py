@@ -68,9 +68,11 @@ class CallRunner(Sender):
             self._finish(stream, UNIMPLEMENTED, f"Method not found: {head.path}")
             return
         if self._auth is not None:
+            keys = self._auth.current()
+            if head.refusal_keys is not keys:  # not computed yet, or the keys were replaced
+                head.refusal = self._service.refusal(head.path, head.authorization)
+                head.refusal_keys = keys
             refusal = head.refusal
-            if not isinstance(refusal, str) and refusal is not None:  # not computed yet
-                refusal = head.refusal = self._service.refusal(head.path, head.authorization)
             if refusal is not None:
                 self._finish(stream, UNAUTHENTICATED, refusal)
                 return

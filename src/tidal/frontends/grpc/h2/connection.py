@@ -44,6 +44,8 @@ from tidal.frontends.grpc.h2.stream import Stream
 if TYPE_CHECKING:
     from tidal.frontends.grpc.h2.server import TidalGrpcService
 
+MAX_STREAM_ID = 2**31 - 1  # the largest stream id: a GOAWAY naming it refuses none
+
 logger = logging.getLogger(__name__)
 
 
@@ -442,6 +444,14 @@ class H2Connection(CallRunner, asyncio.Protocol):
         self._flush()
         if not self._streams:
             self._close()
+
+    def ask_to_leave(self) -> None:
+        """A graceful GOAWAY that still admits every stream (last id 2^31-1, RFC 9113 6.8):
+        clients open a new connection for their next calls while this one's finish."""
+        if self._closed or self._stopping:
+            return
+        self._emit(f.goaway(MAX_STREAM_ID, f.NO_ERROR, b"shutting down"))
+        self._flush()
 
     def abort(self) -> None:
         for stream in list(self._streams.values()):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import hpack
 
@@ -36,7 +36,6 @@ _NOT_METADATA = frozenset(
 )
 _TIMEOUT = re.compile(rb"(\d{1,8})([HMSmun])")
 _UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-_UNSET = object()
 
 
 @dataclass(eq=False)
@@ -51,8 +50,9 @@ class RequestHead:
     authorization: str | None = None
     metadata: tuple[tuple[str, str | bytes], ...] = ()
     problem: str = ""  # why the request is malformed ("" when it is fine)
-    # the bearer-auth verdict for this head, computed once (see the connection)
-    refusal: object = field(default=_UNSET)
+    # the bearer-auth verdict for this head, computed once per set of keys (see calls.py)
+    refusal: str | None = None
+    refusal_keys: object = None
 
     @property
     def is_grpc(self) -> bool:

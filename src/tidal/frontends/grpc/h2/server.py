@@ -91,6 +91,14 @@ class TidalGrpcService:
         if not self.connections and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def ask_clients_to_leave(self) -> int:
+        """At the start of --shutdown-delay-secs: every open connection gets a graceful
+        GOAWAY, so clients take their next calls elsewhere; returns how many were told."""
+        connections = list(self.connections)
+        for connection in connections:
+            connection.ask_to_leave()
+        return len(connections)
+
     async def shutdown(self, timeout: float) -> None:
         """GOAWAY to every client, let the calls in flight finish for up to ``timeout``
         seconds (open streams take no new requests), then close what is left."""
