@@ -8,7 +8,6 @@ import gc
 import logging
 import os
 import signal
-import socket
 from pathlib import Path
 
 from tidal.config.settings import ServerSettings
@@ -19,6 +18,7 @@ from tidal.frontends.http.handlers import HttpHandlers
 from tidal.frontends.http.transport import HttpService
 from tidal.frontends.metrics.access_log import AccessLog
 from tidal.frontends.metrics.service import start_metrics_service
+from tidal.frontends.sockets import bind_socket, inherited_socket
 from tidal.security.setup import Security
 from tidal.server.facade import InferenceServer
 
@@ -315,37 +315,6 @@ def _tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-
-
-def bind_socket(address: str, port: int) -> socket.socket:
-    """A listening TCP socket; port 0 picks a free one, read back with ``getsockname``."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address, port))
-        sock.listen(2048)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def inherited_socket(fd: int) -> socket.socket:
-    """The listening TCP socket a parent handed down as ``fd`` (its own copy, so closing it
-    leaves the parent's open). Raises ``OSError`` when ``fd`` is not a listening socket."""
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
-        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
-            socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-        ):
-            raise OSError(f"file descriptor {fd} is not a listening TCP socket")
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _apply_log_verbose(level: int) -> None:

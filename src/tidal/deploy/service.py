@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -38,7 +37,9 @@ from tidal.deploy import state
 from tidal.deploy.host import HOST_FILE, KEYS_FILE
 from tidal.deploy.model_layout import triton_subpath
 from tidal.deploy.specs import DeploymentSpec, EnvironmentSpec, InferenceSpec
+from tidal.frontends.sockets import bind_socket
 from tidal.home import tidal_home
+from tidal.registry.model import name_problem
 from tidal.security.keys import KeyHashes, generate_key
 
 __all__ = ["ServiceError", "ServiceInfo", "ServiceManager"]
@@ -51,7 +52,6 @@ AUTH_KEYS_FILE = "auth-keys.json"
 LOG_FILE = "service.log"
 APP_DIR = "app"
 MODELS_DIR = "azureml-models"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-\._]{0,254}$")
 _POLL_S = 0.2
 _STOP_TIMEOUT_S = 45.0
 _PORT_FREE_TIMEOUT_S = 10.0
@@ -571,28 +571,18 @@ class ServiceManager:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ServiceError(
-            "invalid",
-            f"invalid service name {name!r}: it must only consist of letters, numbers, dashes, "
-            "periods, or underscores, start with a letter or number, and be between 1 and 255 "
-            "characters long",
-        )
+    problem = name_problem(name, "service")
+    if problem is not None:
+        raise ServiceError("invalid", problem)
 
 
 def _bind_public(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("0.0.0.0", port))
-        sock.listen(2048)
+        return bind_socket("0.0.0.0", port, inheritable=True)
     except OSError as exc:
-        sock.close()
         raise ServiceError(
             "in_use", f"port {port} is not available ({exc.strerror or exc}); choose another"
         ) from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def _free_port() -> int:

@@ -42,15 +42,23 @@ class RegistryError(Exception):
         self.kind: ErrorKind = kind
 
 
+def name_problem(name: object, kind: str) -> str | None:
+    """Why ``name`` breaks Azure's rule for model and service names (``kind`` says which);
+    None when it follows it."""
+    if isinstance(name, str) and _NAME_RE.fullmatch(name):
+        return None
+    return (
+        f"invalid {kind} name {name!r}: it must only consist of letters, numbers, dashes, "
+        "periods, or underscores, start with a letter or number, and be between 1 and 255 "
+        "characters long"
+    )
+
+
 def validate_name(name: str) -> str:
     """Return ``name`` if it follows Azure's model name rule, else raise ``invalid``."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise RegistryError(
-            "invalid",
-            f"invalid model name {name!r}: it must only consist of letters, numbers, dashes, "
-            "periods, or underscores, start with a letter or number, and be between 1 and 255 "
-            "characters long",
-        )
+    problem = name_problem(name, "model")
+    if problem is not None:
+        raise RegistryError("invalid", problem)
     return name
 
 

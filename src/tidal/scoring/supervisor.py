@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from tidal.frontends.sockets import bind_socket
 from tidal.scoring.settings import ScoreSettings
 from tidal.scoring.worker import EXIT_INIT_FAILED
 
@@ -84,7 +85,7 @@ class Supervisor:
                 self._sock = socket.socket(fileno=settings.listen_fd)
                 self._sock.set_inheritable(True)
             else:
-                self._sock = _listen(settings.host, settings.port)
+                self._sock = bind_socket(settings.host, settings.port, inheritable=True)
         except OSError as exc:
             logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
             return 1
@@ -270,16 +271,6 @@ def _ready(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _reap(procs: Sequence[subprocess.Popen]) -> None:

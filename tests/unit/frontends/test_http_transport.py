@@ -20,7 +20,7 @@ from tidal.config.settings import ServerSettings
 from tidal.examples import example_repository
 from tidal.frontends.http.handlers import HttpHandlers, Reply
 from tidal.frontends.http.transport import HttpService
-from tidal.serve import bind_socket
+from tidal.frontends.sockets import bind_socket
 from tidal.server.facade import InferenceServer
 
 TEST_TIMEOUT_S = 5.0

@@ -5,33 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl as ssl_module
 
 from tidal.frontends.grpc.h2.connection import H2Connection
 from tidal.frontends.grpc.h2.methods import method_table
 from tidal.frontends.grpc.server import MAX_MESSAGE_BYTES
 from tidal.frontends.grpc.service import InferenceServicer
+from tidal.frontends.sockets import bind_socket
 from tidal.security.auth import BearerAuth
 from tidal.server.facade import InferenceServer
 
 logger = logging.getLogger(__name__)
-
-
-def _bind(address: str, port: int) -> socket.socket:
-    """A listening socket; no SO_REUSEPORT, so a port in use is an error, as for HTTP."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((address, port))
-        sock.listen(2048)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class TidalGrpcService:
@@ -71,7 +55,7 @@ class TidalGrpcService:
         Raises ``OSError`` when the address cannot be bound.
         """
         service = cls(InferenceServicer(facade), auth, max_message_bytes)
-        sock = _bind(address, port)
+        sock = bind_socket(address, port, nodelay=True)
         service.port = sock.getsockname()[1]
         service._server = await service.loop.create_server(
             lambda: H2Connection(service), sock=sock, ssl=ssl
