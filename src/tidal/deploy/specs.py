@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,34 +175,29 @@ def load_deployment_config(path: str | Path) -> tuple[DeploymentSpec, list[str]]
     return deployment_spec_from_json(_read_json(Path(path).expanduser()))
 
 
+def _ignored(
+    obj: Mapping[str, Any], known: Container[str], prefix: str, what: str = "was ignored"
+) -> list[str]:
+    """One warning per field of ``obj`` that tidal does not know."""
+    return [f"deploymentconfig field '{prefix}{name}' {what}" for name in obj if name not in known]
+
+
 def deployment_spec_from_json(obj: Any) -> tuple[DeploymentSpec, list[str]]:
     """A ``DeploymentSpec`` from the parsed JSON, and one warning per unknown field."""
     if not isinstance(obj, Mapping):
         raise SpecError("the deployment config must be a JSON object")
-    warnings = [
-        f"deploymentconfig field '{name}' is not used by tidal and was ignored"
-        for name in obj
-        if name not in _KNOWN_FIELDS
-    ]
+    warnings = _ignored(obj, _KNOWN_FIELDS, "", "is not used by tidal and was ignored")
     compute = obj.get("computeType", "local")
     if not isinstance(compute, str) or compute.lower() not in COMPUTE_TYPES:
         raise SpecError(f"computeType must be one of {', '.join(COMPUTE_TYPES)}, got {compute!r}")
     resources = obj.get("containerResourceRequirements") or {}
     if not isinstance(resources, Mapping):
         raise SpecError("containerResourceRequirements must be a JSON object")
-    warnings += [
-        f"deploymentconfig field 'containerResourceRequirements.{name}' was ignored"
-        for name in resources
-        if name not in _RESOURCE_FIELDS
-    ]
+    warnings += _ignored(resources, _RESOURCE_FIELDS, "containerResourceRequirements.")
     scaler = obj.get("autoScaler") or {}
     if not isinstance(scaler, Mapping):
         raise SpecError("autoScaler must be a JSON object")
-    warnings += [
-        f"deploymentconfig field 'autoScaler.{name}' was ignored"
-        for name in scaler
-        if name not in _AUTOSCALER_FIELDS
-    ]
+    warnings += _ignored(scaler, _AUTOSCALER_FIELDS, "autoScaler.")
     auth = obj.get("authEnabled", True)
     if not isinstance(auth, bool):
         raise SpecError("authEnabled must be true or false")

@@ -294,13 +294,7 @@ class H2Connection(CallRunner, asyncio.Protocol):
         if not stream_id:
             raise f.H2ConnectionError(f.PROTOCOL_ERROR, "HEADERS on stream 0")
         if flags & f.PADDED:
-            if start == end:
-                raise f.H2ConnectionError(f.PROTOCOL_ERROR, "padded frame without a pad length")
-            pad = data[start]
-            start += 1
-            if pad > end - start:
-                raise f.H2ConnectionError(f.PROTOCOL_ERROR, "padding longer than the frame")
-            end -= pad
+            start, end = f.unpad(data, start, end)
         if flags & f.PRIORITY_FLAG:
             if end - start < 5:
                 raise f.H2ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS too short for priority")
@@ -380,13 +374,7 @@ class H2Connection(CallRunner, asyncio.Protocol):
             self._abandon(stream, f.FLOW_CONTROL_ERROR)
             return
         if flags & f.PADDED:
-            if not length:
-                raise f.H2ConnectionError(f.PROTOCOL_ERROR, "padded frame without a pad length")
-            pad = data[start]
-            start += 1
-            if pad > end - start:
-                raise f.H2ConnectionError(f.PROTOCOL_ERROR, "padding longer than the frame")
-            end -= pad
+            start, end = f.unpad(data, start, end)
         reader = stream.reader
         if reader is not None and end > start:  # None: the call is answered already
             try:

@@ -101,6 +101,17 @@ def goaway(last_stream_id: int, code: int, debug: bytes = b"") -> bytes:
     return head(8 + len(debug), GOAWAY, 0, 0) + _GOAWAY.pack(last_stream_id, code) + debug
 
 
+def unpad(data: bytes | bytearray, start: int, end: int) -> tuple[int, int]:
+    """The content bounds of a PADDED frame's payload ``data[start:end]`` (RFC 9113 6.1)."""
+    if start == end:
+        raise H2ConnectionError(PROTOCOL_ERROR, "padded frame without a pad length")
+    pad = data[start]
+    start += 1
+    if pad > end - start:
+        raise H2ConnectionError(PROTOCOL_ERROR, "padding longer than the frame")
+    return start, end - pad
+
+
 def u32(payload: bytes) -> int:
     """The 31-bit value of a 4-byte payload (WINDOW_UPDATE, RST_STREAM), reserved bit cleared."""
     return _U32.unpack_from(payload)[0] & 0x7FFFFFFF
