@@ -116,26 +116,8 @@ def test_pod_runs_as_rendered(rendered: tuple[Pod, dict[str, dict[str, Any]]]) -
     # free loopback ports instead of 8000-8002
     env.update({"TIDAL_HTTP_PORT": "0", "TIDAL_GRPC_PORT": "0", "TIDAL_METRICS_PORT": "0",
                 "TIDAL_HTTP_ADDRESS": "127.0.0.1", "TIDAL_GRPC_ADDRESS": "127.0.0.1"})  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tidal", "serve"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-    )
-    lines: list[str] = []
+    proc, port, lines = _start_container(["serve"], env, STARTED_RE)
     try:
-        port = None
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            match = STARTED_RE.search(line)
-            if match:
-                port = int(match.group(2))
-                break
-        assert port is not None, "".join(lines)
         base = f"http://127.0.0.1:{port}"
         ready_path = container["readinessProbe"]["httpGet"]["path"]
         live_path = container["livenessProbe"]["httpGet"]["path"]
@@ -210,26 +192,9 @@ def test_scoring_pod_runs_as_rendered(
     env = pod.env(container)
     env.update({"TIDAL_HTTP_PORT": "0", "TIDAL_GRPC_PORT": "0", "TIDAL_METRICS_PORT": "0",
                 "TIDAL_METRICS_ADDRESS": "127.0.0.1", "WORKER_COUNT": "1"})  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tidal", *command[1:]],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-    )
-    lines: list[str] = []
+    started = re.compile(r"Started ScoringService at ([0-9.]+):(\d+)")
+    proc, port, _ = _start_container(command[1:], env, started)
     try:
-        port = None
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            match = re.search(r"Started ScoringService at [0-9.]+:(\d+)", line)
-            if match:
-                port = int(match.group(1))
-                break
-        assert port is not None, "".join(lines)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             probe = container["readinessProbe"]["httpGet"]["path"]
             assert client.get(probe).status_code == 200  # open without a key
@@ -241,6 +206,31 @@ def test_scoring_pod_runs_as_rendered(
             assert answer.json() == {"scaled": 6, "model_found": True}
     finally:
         stop_process(proc, threading_drain(proc))
+
+
+def _start_container(
+    args: list[str], env: dict[str, str], started: re.Pattern[str]
+) -> tuple[subprocess.Popen, int, list[str]]:
+    """Run ``tidal ARGS`` as the container would; its process, the port it announced (group 2
+    of ``started``) and the stderr lines read so far."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidal", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    lines: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        match = started.search(line)
+        if match:
+            return proc, int(match.group(2)), lines
+    stop_process(proc, threading_drain(proc))
+    raise AssertionError("the container never announced its port:\n" + "".join(lines))
 
 
 def threading_drain(proc: subprocess.Popen) -> Any:
