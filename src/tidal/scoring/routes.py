@@ -115,10 +115,7 @@ class ScoringHandlers:
             ("x-ms-client-request-id", headers.get("x-ms-client-request-id", request_id)),
         ]
         query = headers.get(QUERY_KEY, "")
-        try:
-            argument = self._argument(method, path, query, headers, body)
-        except _BadInput as exc:
-            return message_reply(exc.status, str(exc), ids)
+        # Refused before the body is parsed: under overload the refusal must stay cheap.
         if self._limit and self._active >= self._limit:
             return message_reply(
                 503,
@@ -126,6 +123,10 @@ class ScoringHandlers:
                 "already in progress (maxConcurrentRequestsPerContainer); retry later",
                 [*ids, ("retry-after", "1")],
             )
+        try:
+            argument = self._argument(method, path, query, headers, body)
+        except _BadInput as exc:
+            return message_reply(exc.status, str(exc), ids)
         started = time.perf_counter()
         self._active += 1
         try:

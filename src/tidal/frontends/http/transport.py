@@ -464,8 +464,7 @@ class HttpConnection(asyncio.Protocol):
     def _shutdown(self) -> None:
         """Stop taking requests: close now if idle, else after the responses owed."""
         self._stopping = True
-        if self._task is None and not self._in_message and not self._discard:
-            self._close(linger=False)
+        self._close_if_idle()
 
     def _close_if_idle(self) -> bool:
         """Close now if nothing is being answered or received; True if it was closed."""
