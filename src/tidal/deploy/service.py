@@ -15,7 +15,6 @@ host's pid. ``get``/``list`` check that pid, so a service whose host was killed 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -31,13 +30,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tidal.deploy import state
+from tidal.deploy.errors import ServiceError
 from tidal.deploy.host import HOST_FILE, KEYS_FILE
 from tidal.deploy.model_layout import triton_subpath
-from tidal.deploy.specs import DeploymentSpec, EnvironmentSpec, InferenceSpec
-from tidal.frontends.sockets import bind_socket
+from tidal.deploy.processes import (
+    bind_public,
+    free_port,
+    host_alive,
+    stop_group,
+    wait_port_free,
+)
+from tidal.deploy.spec_json import (
+    deployment_from_json,
+    deployment_to_json,
+    inference_from_json,
+    inference_to_json,
+)
+from tidal.deploy.specs import DeploymentSpec, InferenceSpec
 from tidal.home import tidal_home
 from tidal.registry.model import name_problem
 from tidal.security.keys import KeyHashes, generate_key
@@ -45,7 +57,6 @@ from tidal.security.keys import KeyHashes, generate_key
 __all__ = ["ServiceError", "ServiceInfo", "ServiceManager"]
 
 Output = Callable[[str], None]
-ErrorKind = Literal["invalid", "not_found", "in_use", "corrupt", "failed", "timeout"]
 
 SERVICES_DIR = "services"
 AUTH_KEYS_FILE = "auth-keys.json"
@@ -53,16 +64,6 @@ LOG_FILE = "service.log"
 APP_DIR = "app"
 MODELS_DIR = "azureml-models"
 _POLL_S = 0.2
-_STOP_TIMEOUT_S = 45.0
-_PORT_FREE_TIMEOUT_S = 10.0
-
-
-class ServiceError(Exception):
-    """A service operation that cannot be done; ``kind`` says why, like ``RegistryError``."""
-
-    def __init__(self, kind: ErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class ServiceManager:
             self.delete(name)
         resolved = self._resolve_models(models)
         chosen_port = port if port is not None else deployment.port
-        public = _bind_public(chosen_port or 0)
+        public = bind_public(chosen_port or 0)
         directory = self.root / name
         try:
             if directory.exists():
@@ -152,7 +153,7 @@ class ServiceManager:
             spec = self._prepare(directory, name, resolved, inference, deployment, 1)
             primary, secondary = generate_key(), generate_key()
             self._write_keys(directory, primary, secondary, deployment.auth_enabled)
-            spec["grpc_port"] = _free_port()
+            spec["grpc_port"] = free_port()
             _write_json(directory / HOST_FILE, spec)
             actual_port = public.getsockname()[1]
             connection = state.open_db(self.home)
@@ -293,9 +294,9 @@ class ServiceManager:
             state.update(self.home, name, auth_enabled=int(deployment.auth_enabled))
         resolved = self._resolve_models(models if models is not None else info.models)
         if inference is None and old.get("inference") is not None:
-            inference = _inference_from_json(old["inference"], Path(old["app_root"]))
+            inference = inference_from_json(old["inference"], Path(old["app_root"]))
         if deployment is None:
-            deployment = _deployment_from_json(old.get("deployment") or {})
+            deployment = deployment_from_json(old.get("deployment") or {})
         spec = self._prepare(directory, name, resolved, inference, deployment, 0)
         spec["grpc_port"] = old.get("grpc_port")
         connection = state.open_db(self.home)
@@ -387,9 +388,9 @@ class ServiceManager:
             raise ServiceError("not_found", f"service '{name}' not found")
         row = found[0]
         pid = row["pid"]
-        if pid and _host_alive(pid):
-            _stop_group(pid)
-        _wait_port_free(row["port"])
+        if pid and host_alive(pid):
+            stop_group(pid)
+        wait_port_free(row["port"])
         self._forget(name)
 
     def _forget(self, name: str) -> None:
@@ -413,7 +414,7 @@ class ServiceManager:
     def _info(self, row: sqlite3.Row, models: list[str]) -> ServiceInfo:
         current, error = row["state"], row["error"]
         pid = row["pid"]
-        if current != "Failed" and pid and not _host_alive(pid):
+        if current != "Failed" and pid and not host_alive(pid):
             # the host died without a word (killed): say so, and remember it
             current = "Failed"
             error = f"the service process {pid} is no longer running (killed or crashed)"
@@ -488,7 +489,7 @@ class ServiceManager:
             "home": str(self.home),
             "generation": generation,
             "auth_keys_file": str(directory / AUTH_KEYS_FILE) if deployment.auth_enabled else "",
-            "deployment": _deployment_to_json(deployment),
+            "deployment": deployment_to_json(deployment),
             "inference": None,
         }
         if inference is None:
@@ -536,7 +537,7 @@ class ServiceManager:
             environment_variables=env_vars,
             scoring_timeout_ms=deployment.scoring_timeout_ms,
             max_concurrent_requests=deployment.max_concurrent_requests,
-            inference=_inference_to_json(entry, environment),
+            inference=inference_to_json(entry, environment),
         )
         return spec
 
@@ -576,71 +577,6 @@ def _check_name(name: str) -> None:
         raise ServiceError("invalid", problem)
 
 
-def _bind_public(port: int) -> socket.socket:
-    try:
-        return bind_socket("0.0.0.0", port, inheritable=True)
-    except OSError as exc:
-        raise ServiceError(
-            "in_use", f"port {port} is not available ({exc.strerror or exc}); choose another"
-        ) from None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-        return True
-
-
-def _wait_port_free(port: int) -> None:
-    deadline = time.monotonic() + _PORT_FREE_TIMEOUT_S
-    while not _port_free(port):
-        if time.monotonic() > deadline:
-            raise ServiceError("in_use", f"port {port} is still in use after stopping the service")
-        time.sleep(_POLL_S)
-
-
-def _host_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live service host (not a zombie, not a recycled pid)."""
-    proc = Path(f"/proc/{pid}/cmdline")
-    if Path("/proc/self").exists():
-        try:
-            return b"tidal.deploy.host" in proc.read_bytes()
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stop_group(pid: int) -> None:
-    """SIGTERM to the host (it stops its servers), then SIGKILL to the group if it lingers."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + _STOP_TIMEOUT_S
-    while _host_alive(pid) and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)  # whatever is left of the group
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # our own child when this process deployed it
-
-
 def _copy_app(inference: InferenceSpec, app: Path) -> None:
     """Copy the source directory (or just the entry script) to ``app``."""
     if inference.source_directory is not None:
@@ -666,42 +602,3 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
-
-
-def _inference_to_json(entry: str, environment: EnvironmentSpec | None) -> dict[str, Any]:
-    """What an update without --ic needs: the entry script within the app and the env."""
-    return {
-        "entry_script": entry,
-        "environment": None
-        if environment is None
-        else {
-            "name": environment.name,
-            "pip_packages": list(environment.pip_packages),
-            "environment_variables": dict(environment.environment_variables),
-        },
-    }
-
-
-def _inference_from_json(data: dict[str, Any], app: Path) -> InferenceSpec:
-    env = data.get("environment")
-    return InferenceSpec(
-        entry_script=data["entry_script"],
-        source_directory=app,
-        environment=None
-        if env is None
-        else EnvironmentSpec(
-            name=env.get("name"),
-            pip_packages=tuple(env.get("pip_packages") or ()),
-            environment_variables=dict(env.get("environment_variables") or {}),
-        ),
-    )
-
-
-def _deployment_to_json(spec: DeploymentSpec) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(spec)
-
-
-def _deployment_from_json(data: dict[str, Any]) -> DeploymentSpec:
-    return DeploymentSpec(**data) if data else DeploymentSpec()
