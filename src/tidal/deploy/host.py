@@ -15,7 +15,6 @@ restarted a few times; if it cannot be, the service is recorded as Failed with t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -33,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tidal.core.child_process import die_with_parent
 from tidal.deploy import state
+from tidal.deploy.processes import free_port
+from tidal.frontends.sockets import bind_socket
 
 logger = logging.getLogger("tidal.deploy.host")
 
@@ -54,7 +56,6 @@ _ERRORS_KEPT = 5
 _ERROR_LINE = re.compile(r"^[0-9:.]+ E [^\]]*\] ")
 _UNHEALTHY_AFTER = 2  # failed health checks in a row
 _RESTART_WINDOW_S = 60.0
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -218,7 +219,7 @@ class Host:
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         generation = _Generation(int(spec["generation"]), proc, grpc_port)
         marker = _READY_MARKERS[spec["mode"]]
@@ -240,7 +241,7 @@ class Host:
         public_fd = str(self.public.fileno())
         auth = ["--auth-keys-file", spec["auth_keys_file"]] if spec.get("auth_keys_file") else []
         if spec["mode"] == "serve":
-            grpc_port = _free_port() if self.active is not None else int(spec["grpc_port"])
+            grpc_port = free_port() if self.active is not None else int(spec["grpc_port"])
             command = [
                 sys.executable, "-m", "tidal", "serve",
                 "--model-repository", spec["model_repository"][0],
@@ -391,33 +392,12 @@ def _terminate(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _die_with_parent() -> None:
-    """Linux: the generation gets SIGTERM if the host is killed outright."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def _internal_socket() -> socket.socket:
     """A loopback listening socket for the inference server, on 8000 when that is free."""
-    for port in (INFERENCE_PORT, 0):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            sock.close()
-            continue
-        sock.listen(1024)
-        sock.set_inheritable(True)
-        return sock
-    raise OSError("no free loopback port for the inference server")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return sock.getsockname()[1]
+    try:
+        return bind_socket("127.0.0.1", INFERENCE_PORT, inheritable=True)
+    except OSError:
+        return bind_socket("127.0.0.1", 0, inheritable=True)
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,6 @@ workers start once its ``/v2/health/ready`` answers; if it dies, the service exi
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from tidal.core.child_process import die_with_parent
 from tidal.frontends.sockets import bind_socket
 from tidal.scoring.settings import ScoreSettings
 from tidal.scoring.worker import EXIT_INIT_FAILED
@@ -40,7 +40,6 @@ _RESTART_WINDOW_S = 10.0  # respawns faster than this, many times over, mean a b
 _RESTART_LIMIT = 20
 _SERVER_STARTED = re.compile(r"Started HTTPService at ([0-9a-fA-F.:\[\]]+):(\d+)")
 INFERENCE_URL_ENV = "INFERENCE_SERVER_URL"
-_PR_SET_PDEATHSIG = 1
 
 
 class _Worker:
@@ -218,7 +217,7 @@ class Supervisor:
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            preexec_fn=_die_with_parent,  # no threads run yet: preexec_fn is safe here
+            preexec_fn=die_with_parent,  # no threads run yet: preexec_fn is safe here
         )
         announced = threading.Event()
         threading.Thread(
@@ -252,17 +251,6 @@ class Supervisor:
                         host = "127.0.0.1"
                     self.server_url = f"{host}:{match.group(2)}"
                     announced.set()
-
-
-def _die_with_parent() -> None:
-    """Linux: the inference server gets SIGTERM if the supervisor is killed outright."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def _ready(url: str) -> bool:
