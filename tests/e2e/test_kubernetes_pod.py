@@ -96,16 +96,26 @@ def _run_init(pod: Pod, container: dict[str, Any]) -> subprocess.CompletedProces
     )
 
 
-def test_pod_runs_as_rendered(rendered: tuple[Pod, dict[str, dict[str, Any]]]) -> None:
+@pytest.fixture(scope="module")
+def filled(
+    rendered: tuple[Pod, dict[str, dict[str, Any]]],
+) -> tuple[Pod, dict[str, dict[str, Any]]]:
+    """The pod after its init container has filled the model volume."""
     pod, kinds = rendered
+    (fetch,) = kinds["Deployment"]["spec"]["template"]["spec"]["initContainers"]
+    first = _run_init(pod, fetch)
+    assert first.returncode == 0, first.stderr
+    return rendered
+
+
+def test_pod_runs_as_rendered(filled: tuple[Pod, dict[str, dict[str, Any]]]) -> None:
+    pod, kinds = filled
     spec = kinds["Deployment"]["spec"]["template"]["spec"]
     # The Secret's keys.json, where the volume puts it.
     (pod.places["/etc/tidal/keys"] / "keys.json").write_text(
         kinds["Secret"]["stringData"]["keys.json"]
     )
     (fetch,) = spec["initContainers"]
-    first = _run_init(pod, fetch)
-    assert first.returncode == 0, first.stderr
     again = _run_init(pod, fetch)  # a pod restarted whole keeps what it has
     assert again.returncode == 0, again.stderr
     assert (pod.places["/models"] / "m1" / "1" / "models" / "triton" / "simple").is_dir()
@@ -156,9 +166,9 @@ def run(raw_data):
 
 
 def test_scoring_pod_runs_as_rendered(
-    rendered: tuple[Pod, dict[str, dict[str, Any]]], tmp_path: Path
+    filled: tuple[Pod, dict[str, dict[str, Any]]], tmp_path: Path
 ) -> None:
-    pod, _ = rendered
+    pod, _ = filled
     source = tmp_path / "app"
     (source / "lib").mkdir(parents=True)
     (source / "score.py").write_text(SCORE_PY)

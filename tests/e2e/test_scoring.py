@@ -88,9 +88,13 @@ def test_request_ids_are_echoed_or_made(client: httpx.Client) -> None:
     assert given.headers["x-ms-request-id"] == "req-1"
     assert given.headers["x-ms-client-request-id"] == "req-1"
     made = client.post("/score", json={}, headers={"x-ms-client-request-id": "client-7"})
-    uuid.UUID(made.headers["x-request-id"])
+    made_id = uuid.UUID(made.headers["x-request-id"])
+    assert (made_id.version, made_id.variant) == (4, uuid.RFC_4122)
+    assert str(made_id) == made.headers["x-request-id"]  # the canonical text form
     assert made.headers["x-ms-request-id"] == made.headers["x-request-id"]
     assert made.headers["x-ms-client-request-id"] == "client-7"
+    others = {client.post("/score", json={}).headers["x-request-id"] for _ in range(20)}
+    assert len(others | {str(made_id)}) == 21  # a new one each time
 
 
 def test_options_and_other_methods(client: httpx.Client) -> None:

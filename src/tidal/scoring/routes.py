@@ -9,8 +9,7 @@ import random
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -76,9 +75,10 @@ class ScoringHandlers:
         self._closed.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def handle(
+    def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> Reply:
+    ) -> Reply | Coroutine[Any, Any, Reply]:
+        """The reply, or a coroutine for it when run() is async or runs on a thread."""
         if self.prefix and path.startswith(self.prefix):
             path = path[len(self.prefix) :] or "/"
         if self.auth is not None:
@@ -94,9 +94,10 @@ class ScoringHandlers:
                 return Reply(200, b"", "text/plain", [("Allow", _SCORE_METHODS)])
             if method not in ("GET", "POST"):
                 return self._not_allowed(method, path, _SCORE_METHODS)
-            reply = await self._score(method, path, headers, body)
-            self._add_cors(reply, headers)
-            return reply
+            answer = self._score(method, path, headers, body)
+            if isinstance(answer, Reply):
+                return self._add_cors(answer, headers)
+            return self._later_with_cors(answer, headers)
         if path == "/swagger.json":
             if method != "GET":
                 return self._not_allowed(method, path, "GET")
@@ -105,16 +106,64 @@ class ScoringHandlers:
 
     # -- /score -------------------------------------------------------------------------------
 
-    async def _score(
+    async def _later_with_cors(
+        self, answer: Coroutine[Any, Any, Reply], headers: Mapping[str, str]
+    ) -> Reply:
+        return self._add_cors(await answer, headers)
+
+    def _score(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | Coroutine[Any, Any, Reply]:
+        if self._inline and not self.script.is_async:
+            return self._score_now(method, path, headers, body)
+        return self._score_later(method, path, headers, body)
+
+    def _score_now(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """A synchronous run() on this thread (see ``_run_inline``)."""
+        prepared = self._prepare(method, path, headers, body)
+        if isinstance(prepared, Reply):
+            return prepared
+        argument, ids, request_id = prepared
+        started = time.perf_counter()
+        self._active += 1
+        try:
+            result = self._run_inline(argument)
+        except Exception as exc:
+            return self._failure(exc, argument, started, ids, request_id)
+        finally:
+            self._active -= 1
+        return self._success(result, started, ids, request_id)
+
+    async def _score_later(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> Reply:
+        """An async run(), or a synchronous one on the run thread."""
+        # Checked when the request's turn comes, with nothing awaited between the check and
+        # the count: a coroutine that is dropped unstarted leaves no count behind.
+        prepared = self._prepare(method, path, headers, body)
+        if isinstance(prepared, Reply):
+            return prepared
+        argument, ids, request_id = prepared
+        started = time.perf_counter()
+        self._active += 1
+        try:
+            result = await self._call(argument)
+        except Exception as exc:
+            return self._failure(exc, argument, started, ids, request_id)
+        finally:
+            self._active -= 1
+        return self._success(result, started, ids, request_id)
+
+    def _prepare(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | tuple[Any, list[tuple[str, str]], str]:
+        """run()'s argument, the id headers and the request id; or the refusal."""
         request_id = headers.get("x-request-id") or _new_request_id()
         ids = [
             ("x-request-id", request_id),
             ("x-ms-request-id", request_id),
             ("x-ms-client-request-id", headers.get("x-ms-client-request-id", request_id)),
         ]
-        query = headers.get(QUERY_KEY, "")
         # Refused before the body is parsed: under overload the refusal must stay cheap.
         if self._limit and self._active >= self._limit:
             return message_reply(
@@ -124,36 +173,39 @@ class ScoringHandlers:
                 [*ids, ("retry-after", "1")],
             )
         try:
-            argument = self._argument(method, path, query, headers, body)
+            argument = self._argument(method, path, headers.get(QUERY_KEY, ""), headers, body)
         except _BadInput as exc:
             return message_reply(exc.status, str(exc), ids)
-        started = time.perf_counter()
-        self._active += 1
-        try:
-            result = await self._call(argument)
-        except TimeoutError:
-            ms = self.settings.scoring_timeout_ms
-            logger.error("request %s: scoring timeout after %d ms", request_id, ms)
-            return message_reply(500, f"Scoring timeout after {ms} ms", ids)
-        except Exception as exc:
-            if isinstance(argument, _Kwargs) and _is_conversion_error(exc):
-                return message_reply(400, str(exc), ids)
-            elapsed = (time.perf_counter() - started) * 1000.0
-            logger.exception("request %s: run() raised", request_id)
-            return message_reply(
-                500,
-                f"An unexpected error occurred in scoring script: {type(exc).__name__}: {exc}",
-                [
-                    *ids,
-                    ("x-ms-run-function-failed", "True"),
-                    ("x-ms-run-fn-exec-ms", f"{elapsed:.3f}"),
-                ],
-            )
-        finally:
-            self._active -= 1
+        return argument, ids, request_id
+
+    def _success(
+        self, result: Any, started: float, ids: list[tuple[str, str]], request_id: str
+    ) -> Reply:
         elapsed = (time.perf_counter() - started) * 1000.0
         ids.append(("x-ms-run-fn-exec-ms", f"{elapsed:.3f}"))
         return _encode(result, ids, request_id)
+
+    def _failure(
+        self,
+        exc: Exception,
+        argument: Any,
+        started: float,
+        ids: list[tuple[str, str]],
+        request_id: str,
+    ) -> Reply:
+        if isinstance(exc, TimeoutError):
+            ms = self.settings.scoring_timeout_ms
+            logger.error("request %s: scoring timeout after %d ms", request_id, ms)
+            return message_reply(500, f"Scoring timeout after {ms} ms", ids)
+        if isinstance(argument, _Kwargs) and _is_conversion_error(exc):
+            return message_reply(400, str(exc), ids)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        logger.error("request %s: run() raised", request_id, exc_info=exc)
+        return message_reply(
+            500,
+            f"An unexpected error occurred in scoring script: {type(exc).__name__}: {exc}",
+            [*ids, ("x-ms-run-function-failed", "True"), ("x-ms-run-fn-exec-ms", f"{elapsed:.3f}")],
+        )
 
     def _argument(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
@@ -170,15 +222,12 @@ class ScoringHandlers:
             raise _BadInput(400, "the request body is not valid UTF-8 text") from None
 
     async def _call(self, argument: Any) -> Any:
+        """run() when it is async, or on the run thread when signals cannot interrupt it."""
         script = self.script
         kwargs = argument if isinstance(argument, _Kwargs) else None
         if script.is_async:
             call = script.run(**kwargs) if kwargs is not None else script.run(argument)
             return await asyncio.wait_for(call, self.timeout_s)
-        if self._inline:
-            if kwargs is not None:
-                return self._run_inline(lambda: script.run(**kwargs))
-            return self._run_inline(lambda: script.run(argument))
         loop = asyncio.get_running_loop()
         if kwargs is not None:
             future = loop.run_in_executor(self._executor, lambda: script.run(**kwargs))
@@ -193,7 +242,7 @@ class ScoringHandlers:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="score-run")
             raise
 
-    def _run_inline(self, call: Callable[[], Any]) -> Any:
+    def _run_inline(self, argument: Any) -> Any:
         """Run a synchronous run() on the worker's own (main) thread; a watchdog thread
         interrupts it with SIGALRM once SCORING_TIMEOUT_MS has passed.
 
@@ -205,7 +254,9 @@ class ScoringHandlers:
         self._deadline = time.monotonic() + self.timeout_s
         self._run_number += 1
         try:
-            return call()
+            if isinstance(argument, _Kwargs):
+                return self.script.run(**argument)
+            return self.script.run(argument)
         except _AlarmTimeout:
             raise TimeoutError from None
         finally:
@@ -232,12 +283,11 @@ class ScoringHandlers:
             405, f"the method {method} is not allowed for {path}", [("Allow", allow)]
         )
 
-    def _add_cors(self, reply: Reply, headers: Mapping[str, str]) -> None:
+    def _add_cors(self, reply: Reply, headers: Mapping[str, str]) -> Reply:
         origin = headers.get("origin")
-        if not origin or not self.origins:
-            return
-        if "*" in self.origins or origin in self.origins:
+        if origin and self.origins and ("*" in self.origins or origin in self.origins):
             reply.headers.append(("Access-Control-Allow-Origin", origin))
+        return reply
 
 
 def _in_message_shape(reply: Reply) -> Reply:
@@ -339,9 +389,13 @@ def _can_run_inline() -> bool:
 
 
 _ids = random.Random()  # seeded from the OS once per process
+_UUID4_BITS = (0x4 << 76) | (0x2 << 62)  # version 4, RFC 4122 variant
+_UUID4_MASK = ((1 << 128) - 1) ^ ((0xF << 76) | (0x3 << 62))
 
 
 def _new_request_id() -> str:
-    """A random (version 4) UUID. Request ids need no cryptographic randomness, and
-    ``uuid.uuid4`` makes a getrandom system call per request."""
-    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+    """A random (version 4) UUID in its usual text form. Request ids need no cryptographic
+    randomness (``uuid.uuid4`` makes a getrandom system call per request), and formatting the
+    number here costs a third of building a ``uuid.UUID``."""
+    h = "%032x" % (_ids.getrandbits(128) & _UUID4_MASK | _UUID4_BITS)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

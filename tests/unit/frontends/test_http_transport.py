@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import httpx
 import orjson
@@ -566,5 +567,90 @@ def test_idle_connections_time_out():
             await conn.send(get("/x"))
             assert (await conn.response())[0] == 200
             assert await conn.closed()
+
+    run(main)
+
+
+# --------------------------------------------------------------------------- synchronous answers
+
+
+class MixedHandlers(ScriptedHandlers):
+    """Answers ``/now/...`` at once (a ``Reply``, as a synchronous entry script does), raises at
+    once for ``/now-boom``, and hands everything else to ``ScriptedHandlers`` as a coroutine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered_now: list[str] = []
+
+    def handle(  # type: ignore[override]
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | Coroutine[Any, Any, Reply]:
+        if path == "/now-boom":
+            raise RuntimeError("boom now")
+        if path == "/now-inject":
+            bad = ("x-bad", "v\r\nx-evil: 1")
+            return Reply(200, b"", "text/plain", [("x-a", "1"), bad, ("x-b", "2")])
+        if path.startswith("/now/"):
+            self.answered_now.append(path)
+            return Reply(200, b"now:%d" % len(body), "text/plain", [("x-path", path)])
+        return super().handle(method, path, headers, body)
+
+
+def test_synchronous_answers_keep_alive_head_and_order():
+    async def main():
+        handlers = MixedHandlers()
+        async with serving(handlers) as service, raw(service) as conn:
+            for i in range(3):
+                await conn.send(post(f"/now/{i}", b"abc"))
+                status, headers, body = await conn.response()
+                assert (status, body, headers["x-path"]) == (200, b"now:3", f"/now/{i}")
+            await conn.send(b"HEAD /now/h HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, headers, body = await conn.response(head_only=True)
+            assert (status, headers["content-length"]) == (200, "5")
+            # answered at once and answered later, pipelined: still in order
+            await conn.send(get("/sleep/0.1") + get("/now/a") + get("/slow") + get("/now/b"))
+            assert (await conn.response())[1]["x-path"] == "/sleep/0.1"
+            assert (await conn.response())[1]["x-path"] == "/now/a"
+            await handlers.started.wait()
+            handlers.release.set()
+            assert (await conn.response())[1]["x-path"] == "/slow"
+            assert (await conn.response())[1]["x-path"] == "/now/b"
+            assert len(service.connections) == 1
+        assert handlers.answered_now == ["/now/0", "/now/1", "/now/2", "/now/h", "/now/a", "/now/b"]
+
+    run(main)
+
+
+def test_synchronous_exception_is_500_and_connection_stays():
+    async def main():
+        async with serving(MixedHandlers()) as service, raw(service) as conn:
+            await conn.send(get("/now-boom"))
+            status, _, body = await conn.response()
+            assert status == 500 and "boom now" in orjson.loads(body)["error"]
+            await conn.send(get("/now/after"))
+            assert (await conn.response())[0] == 200
+
+    run(main)
+
+
+def test_synchronous_answer_with_connection_close():
+    async def main():
+        async with serving(MixedHandlers()) as service, raw(service) as conn:
+            await conn.send(get("/now/x", "Connection: close") + get("/now/never"))
+            status, headers, _ = await conn.response()
+            assert (status, headers["connection"]) == (200, "close")
+            assert await conn.closed()
+
+    run(main)
+
+
+def test_a_response_header_with_a_line_break_is_dropped():
+    async def main():
+        async with serving(MixedHandlers()) as service, raw(service) as conn:
+            await conn.send(get("/now-inject") + get("/now/after"))
+            status, headers, _ = await conn.response()
+            assert (status, headers["x-a"], headers["x-b"]) == (200, "1", "2")
+            assert "x-bad" not in headers and "x-evil" not in headers
+            assert (await conn.response())[1]["x-path"] == "/now/after"
 
     run(main)

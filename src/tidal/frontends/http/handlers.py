@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -59,11 +59,12 @@ def error_reply(status: int, message: str) -> Reply:
 
 
 class RequestHandler(Protocol):
-    """What the HTTP transport calls for each complete request."""
+    """What the HTTP transport calls for each complete request: the ``Reply``, or a coroutine
+    for it when the answer has to wait (an ``async def handle`` returns one each time)."""
 
-    async def handle(
+    def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> Reply: ...
+    ) -> Reply | Coroutine[Any, Any, Reply]: ...
 
 
 class RequestGate(Protocol):

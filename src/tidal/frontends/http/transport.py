@@ -1,8 +1,10 @@
 """A lean HTTP/1.1 server: ``asyncio.Protocol`` + httptools, calling ``HttpHandlers.handle``.
 
 One ``HttpConnection`` per TCP connection parses requests with httptools, runs each complete
-request through ``handlers.handle(method, path, headers, body)`` in a task, and writes the
-``Reply`` back. Requests on one connection are answered in order (pipelining), one at a time.
+request through ``handlers.handle(method, path, headers, body)`` and writes the ``Reply`` back.
+A handler returns the ``Reply`` itself when it can answer at once, which is then written from
+the read callback with no task; otherwise it returns a coroutine, awaited in a task. Requests
+on one connection are answered in order (pipelining), one at a time.
 
 What it does on purpose, beyond the happy path:
 
@@ -21,7 +23,7 @@ What it does on purpose, beyond the happy path:
   may be sending (``close_idle`` ends them only after the delay).
 
 The per-request work is kept small: no per-request objects beyond the header dict, the request
-tuple and the task; constant response bytes are cached.
+tuple and (for an answer that waits) the task; constant response bytes are cached.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import logging
 import socket
 import ssl as ssl_module
 from collections import deque
+from collections.abc import Coroutine
 from http import HTTPStatus
+from typing import Any
 
 import httptools
 
@@ -98,6 +102,16 @@ def _too_big(limit: int, size: int | None = None) -> str:
         f"{what} exceeds the maximum allowed input size of {limit} bytes. "
         "Use --http-max-input-size to increase the limit."
     )
+
+
+def _header_lines(headers: list[tuple[str, str]]) -> bytes:
+    """The response's own headers, encoded at once; lines that would break the head are
+    dropped (checked per line only when the whole block has a stray line break)."""
+    text = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    count = len(headers)
+    if text.count("\n") == count and text.count("\r") == count:
+        return text.encode("latin-1", "replace")
+    return b"".join([_header_line(name, value) for name, value in headers])
 
 
 def _header_line(name: str, value: str) -> bytes:
@@ -325,9 +339,15 @@ class HttpConnection(asyncio.Protocol):
             data = body[0]
         else:
             data = b"".join(body)
-        request = (self._method, path, self._headers, data, self._keep)
+        if self._discard:
+            return  # an answer given earlier in this same read closed the connection
+        keep = self._keep
+        request = (self._method, path, self._headers, data, keep)
         if self._task is None:
-            self._task = self._loop.create_task(self._serve(request))
+            if keep and not self._stopping and not self._write_paused:
+                self._answer_now(request)
+            else:
+                self._task = self._loop.create_task(self._serve(request, None))
         else:
             queue = self._queue
             queue.append(request)
@@ -337,11 +357,32 @@ class HttpConnection(asyncio.Protocol):
 
     # -- answering --------------------------------------------------------------------------
 
-    async def _serve(self, request: tuple) -> None:
-        """Answer ``request``, then every queued one, in order; one task per busy spell."""
+    def _answer_now(self, request: tuple) -> None:
+        """Answer a keep-alive request on an idle connection without a task, when the handler
+        answers at once (a synchronous entry script does): a task per request costs more
+        than some handlers' whole answer. A handler that must wait gets its task."""
+        method, path, headers, body, keep = request
+        try:
+            reply = self._handle(method, path, headers, body)
+        except Exception as exc:  # handle() answers every error itself; belt and braces
+            reply = _internal_error(method, path, exc)
+        if not isinstance(reply, Reply):
+            self._task = self._loop.create_task(self._serve(request, reply))
+            return
+        try:
+            self._send(reply, method == "HEAD", keep)
+        except Exception:
+            logger.exception("error writing an HTTP response")
+            self._transport.abort()
+
+    async def _serve(self, request: tuple, pending: Coroutine[Any, Any, Reply] | None) -> None:
+        """Answer ``request`` (whose answer may be ``pending`` already), then every queued
+        one, in order; one task per busy spell."""
         queue = self._queue
         handle = self._handle
         try:
+            if pending is None and self._write_paused:
+                await self._writable()  # the peer is not reading what was answered inline
             while True:
                 method, path, headers, body, keep = request
                 if method is None:  # a rejection, queued behind earlier responses
@@ -349,10 +390,13 @@ class HttpConnection(asyncio.Protocol):
                     self._close(linger=True)
                     return
                 try:
-                    reply = await handle(method, path, headers, body)
+                    if pending is None:
+                        answer = handle(method, path, headers, body)
+                    else:
+                        answer, pending = pending, None
+                    reply = answer if isinstance(answer, Reply) else await answer
                 except Exception as exc:  # handle() answers every error itself; belt and braces
-                    logger.exception("unhandled error serving %s %s", method, path)
-                    reply = error_reply(500, f"internal error: {exc}")
+                    reply = _internal_error(method, path, exc)
                 if self._lost or self._transport.is_closing():
                     return  # cancelled, or aborted by the shutdown timeout
                 if keep and self._stopping and not queue and not self._in_message:
@@ -398,8 +442,8 @@ class HttpConnection(asyncio.Protocol):
         write = self._transport.write
         if reply.headers or keep != _KEEP:
             parts = [prefix, b"%d\r\n" % size]
-            for name, value in reply.headers:
-                parts.append(_header_line(name, value))
+            if reply.headers:
+                parts.append(_header_lines(reply.headers))
             if keep == _CLOSE_AFTER:
                 parts.append(_CLOSE)
             elif keep == _KEEP_10:
@@ -484,6 +528,11 @@ class HttpConnection(asyncio.Protocol):
     def _abort(self) -> None:
         if not self._lost:
             self._transport.abort()
+
+
+def _internal_error(method: str, path: str, exc: Exception) -> Reply:
+    logger.error("unhandled error serving %s %s", method, path, exc_info=exc)
+    return error_reply(500, f"internal error: {exc}")
 
 
 def _other_path(url: bytes) -> str:
