@@ -5,7 +5,7 @@ busy, shared machine, where requests per second do not.
         taskset -c 0 python -m tidal score --entry_script score.py --port 5011
 
 It starts the command, waits until ``GET /`` (or ``--health``) answers, warms up for 2 s, then
-runs ``wrk -c CONC`` for ``--seconds`` and reads the user+system CPU of the command's whole
+runs ``wrk -c CONC`` for ``--seconds`` and reads the user and the system CPU of the command's whole
 process tree from /proc before and after. Prints one line and, with ``--out``, writes JSON.
 """
 
@@ -43,15 +43,18 @@ def _children(root: int) -> set[int]:
     return tree
 
 
-def _cpu_seconds(pids: set[int]) -> float:
-    ticks = 0
+def _cpu_seconds(pids: set[int]) -> tuple[float, float]:
+    """User and system CPU seconds of ``pids`` so far."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11])  # utime
+        system += int(fields[12])  # stime: the kernel's share (sockets, wake-ups)
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
 
 
 def _wrk(args: argparse.Namespace, seconds: float) -> dict:
@@ -104,18 +107,23 @@ def main() -> int:
         server.wait(30)
     requests = result["requests"]
     errors = sum(v for k, v in result.items() if k.startswith("errors_"))
+    user_us = (after[0] - before[0]) / max(requests, 1) * 1e6
+    system_us = (after[1] - before[1]) / max(requests, 1) * 1e6
     record = {
         "label": args.label or " ".join(command),
         "requests": requests,
         "requests_per_s": requests / args.seconds,
-        "cpu_us_per_request": (after - before) / max(requests, 1) * 1e6,
+        "cpu_us_per_request": user_us + system_us,
+        "user_us_per_request": user_us,
+        "system_us_per_request": system_us,
         "p50_ms": result["p50_us"] / 1000,
         "errors": errors,
         "concurrency": args.concurrency,
     }
     print(
         f"{record['label'][:40]:40s} {record['requests_per_s']:9,.0f} req/s "
-        f"{record['cpu_us_per_request']:8.1f} CPU us/req  p50 {record['p50_ms']:.2f} ms  "
+        f"{record['cpu_us_per_request']:8.1f} CPU us/req (user {user_us:.1f}, system "
+        f"{system_us:.1f})  p50 {record['p50_ms']:.2f} ms  "
         f"errors {errors}"
     )
     if args.out:
