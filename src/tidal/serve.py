@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tidal.config.settings import ServerSettings
 from tidal.examples import example_repository
-from tidal.frontends.grpc.h2 import TidalGrpcService
+from tidal.frontends.grpc.h2 import Keepalive, TidalGrpcService
 from tidal.frontends.grpc.server import GrpcService
 from tidal.frontends.http.handlers import HttpHandlers
 from tidal.frontends.http.transport import HttpService
@@ -120,6 +120,19 @@ async def serve(settings: ServerSettings) -> int:
     return await _shut_down(server, frontends, settings.exit_timeout_secs, access_log)
 
 
+def _keepalive(settings: ServerSettings) -> Keepalive:
+    """The gRPC keepalive, ping-policing and idle settings (Triton's flags)."""
+    return Keepalive(
+        time_ms=settings.grpc_keepalive_time,
+        timeout_ms=settings.grpc_keepalive_timeout,
+        permit_without_calls=settings.grpc_keepalive_permit_without_calls,
+        max_pings_without_data=settings.grpc_http2_max_pings_without_data,
+        min_recv_ping_interval_without_data_ms=settings.grpc_http2_min_recv_ping_interval_without_data,
+        max_ping_strikes=settings.grpc_http2_max_ping_strikes,
+        max_connection_idle_ms=settings.grpc_max_connection_idle_ms,
+    )
+
+
 class _Frontends:
     """The gRPC, metrics and HTTP services, started in that order and stopped together."""
 
@@ -146,6 +159,7 @@ class _Frontends:
                         settings.grpc_port,
                         interceptors=security.grpc_interceptors if security else (),
                         credentials=security.grpc_credentials if security else None,
+                        options=_keepalive(settings).channel_options(),
                     )
                 else:
                     self.grpc = await TidalGrpcService.start(
@@ -154,6 +168,7 @@ class _Frontends:
                         settings.grpc_port,
                         auth=security.auth if security else None,
                         ssl=security.grpc_ssl_context if security else None,
+                        keepalive=_keepalive(settings),
                     )
             except OSError as exc:
                 logger.error(

@@ -41,6 +41,46 @@ class ServerSettings:
         default="tidal",
         **_opt("gRPC transport: 'tidal' (tidal's own HTTP/2 server, fast) or 'aio' (grpc.aio)."),
     )
+    grpc_keepalive_time: int = field(
+        default=7_200_000,
+        **_opt("Milliseconds without input before the server pings a gRPC client."),
+    )
+    grpc_keepalive_timeout: int = field(
+        default=20_000,
+        **_opt("Milliseconds to wait for a keepalive ping's ACK before closing."),
+    )
+    grpc_keepalive_permit_without_calls: bool = field(
+        default=False,
+        **_opt("Keepalive pings (both ways) are allowed on gRPC connections with no call open."),
+    )
+    grpc_http2_max_pings_without_data: int = field(
+        default=2,
+        **_opt(
+            "Keepalive pings the server sends with no data in between before it spaces them "
+            "a minute apart (0 = no limit)."
+        ),
+    )
+    grpc_http2_min_recv_ping_interval_without_data: int = field(
+        default=300_000,
+        **_opt(
+            "Milliseconds expected between two client pings while the server sends no data; "
+            "an earlier ping is a strike."
+        ),
+    )
+    grpc_http2_max_ping_strikes: int = field(
+        default=2,
+        **_opt(
+            "Ping strikes tolerated before GOAWAY ENHANCE_YOUR_CALM 'too_many_pings' "
+            "(0 = no limit)."
+        ),
+    )
+    grpc_max_connection_idle_ms: int = field(
+        default=0,
+        **_opt(
+            "Close a gRPC connection (GOAWAY, then close) this many milliseconds after its "
+            "last call ended (0 = never)."
+        ),
+    )
     metrics_port: int = field(
         default=8002, **_opt("Prometheus metrics port, serving /metrics (0 picks a free port).")
     )
@@ -140,6 +180,7 @@ class ServerSettings:
         _check_model_control(self)
         _check_security(self)
         _check_grpc_transport(self)
+        _check_grpc_keepalive(self)
         self.latency_buckets  # noqa: B018 - a bad list stops start-up with its reason
 
     @property
@@ -194,6 +235,21 @@ def _check_grpc_transport(settings: ServerSettings) -> None:
             f"got '{settings.grpc_transport}'"
         )
     object.__setattr__(settings, "grpc_transport", transport)
+
+
+def _check_grpc_keepalive(settings: ServerSettings) -> None:
+    """Keepalive times must be positive, the counts and other times 0 or more."""
+    for name in ("grpc_keepalive_time", "grpc_keepalive_timeout"):
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1 (milliseconds)")
+    for name in (
+        "grpc_http2_max_pings_without_data",
+        "grpc_http2_min_recv_ping_interval_without_data",
+        "grpc_http2_max_ping_strikes",
+        "grpc_max_connection_idle_ms",
+    ):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must not be negative")
 
 
 def _check_security(settings: ServerSettings) -> None:

@@ -70,13 +70,17 @@ class GrpcService:
         *,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
+        options: Sequence[tuple[str, int]] = (),
     ) -> GrpcService:
         """Bind ``address:port`` (port 0 picks a free one) and start serving; over TLS with
-        ``credentials``; ``interceptors`` (authentication) see every call first.
+        ``credentials``; ``interceptors`` (authentication) see every call first; ``options``
+        are more channel arguments (keepalive).
 
         Raises ``OSError`` when the address cannot be bound.
         """
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=tuple(interceptors) or None)
+        server = grpc.aio.server(
+            options=[*SERVER_OPTIONS, *options], interceptors=tuple(interceptors) or None
+        )
         servicer = InferenceServicer(facade)
         _register(server, servicer)
         target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

@@ -2,5 +2,6 @@
 flow control in small modules, serving the same ``InferenceServicer`` as ``grpc.aio``."""
 
 from tidal.frontends.grpc.h2.server import TidalGrpcService
+from tidal.frontends.grpc.h2.upkeep import Keepalive
 
-__all__ = ["TidalGrpcService"]
+__all__ = ["Keepalive", "TidalGrpcService"]

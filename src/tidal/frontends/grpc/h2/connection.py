@@ -19,6 +19,8 @@ This module holds frame dispatch and the connection's lifecycle. The rest are mi
 ``calls.CallRunner`` (a new call checked, its request messages, the task that drives the
 servicer) on top of ``sending.Sender`` (response frames, send-side flow control, the batched
 write). Per-stream state is ``stream.Stream``; the advertised limits are in ``limits``.
+``upkeep.Upkeep`` holds what a timer drives: keepalive pings, policing the client's pings,
+the idle close, and the stream-reset budget against rapid-reset floods.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from tidal.frontends.grpc.h2.limits import (
 )
 from tidal.frontends.grpc.h2.messages import MessageError
 from tidal.frontends.grpc.h2.stream import Stream
+from tidal.frontends.grpc.h2.upkeep import Upkeep
 
 if TYPE_CHECKING:
     from tidal.frontends.grpc.h2.server import TidalGrpcService
@@ -49,7 +52,7 @@ MAX_STREAM_ID = 2**31 - 1  # the largest stream id: a GOAWAY naming it refuses n
 logger = logging.getLogger(__name__)
 
 
-class H2Connection(CallRunner, asyncio.Protocol):
+class H2Connection(CallRunner, Upkeep, asyncio.Protocol):
     """One client connection; see the module docstring."""
 
     def __init__(self, service: TidalGrpcService) -> None:
@@ -66,6 +69,7 @@ class H2Connection(CallRunner, asyncio.Protocol):
         self._decoder = HeaderDecoder()
         self._streams: dict[int, Stream] = {}
         self._last_id = 0
+        self._gone_away_at: int | None = None  # the last stream id our GOAWAY named
         self._continuation: tuple[int, int, list[bytes], int] | None = None
         self._out: list[bytes | memoryview] = []
         self._out_size = 0
@@ -80,6 +84,7 @@ class H2Connection(CallRunner, asyncio.Protocol):
         self._lost = False
         self._stopping = False  # GOAWAY sent: no new streams
         self._linger: asyncio.TimerHandle | None = None
+        self._upkeep_init()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class H2Connection(CallRunner, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._quiet = 0  # heard from the peer: keepalive starts over (see upkeep)
         buf = self._buf
         if buf:
             buf += data
@@ -191,8 +197,11 @@ class H2Connection(CallRunner, asyncio.Protocol):
                     raise f.H2ConnectionError(f.FRAME_SIZE_ERROR, "PING of other than 8 bytes")
                 if stream_id:
                     raise f.H2ConnectionError(f.PROTOCOL_ERROR, "PING on a stream")
-                if not flags & f.ACK:
+                if flags & f.ACK:
+                    self._on_ping_ack(data[start:end])
+                else:
                     self._emit(f.ping_ack(bytes(data[start:end])))
+                    self._on_ping()
             elif kind == f.SETTINGS:
                 self._on_settings(data[start:end], flags, stream_id)
             elif kind == f.RST_STREAM:
@@ -287,6 +296,7 @@ class H2Connection(CallRunner, asyncio.Protocol):
         stream = self._streams.get(stream_id)
         if stream is not None:  # the client cancelled the call
             self._drop(stream)
+        self._count_reset()
 
     def _on_headers(
         self, data: bytes | bytearray, start: int, end: int, flags: int, stream_id: int
@@ -340,10 +350,13 @@ class H2Connection(CallRunner, asyncio.Protocol):
             raise f.H2ConnectionError(f.PROTOCOL_ERROR, "client stream ids are odd")
         self._last_id = stream_id  # (a GOAWAY already sent named the last id it took)
         if self._stopping:
-            self._emit(f.rst_stream(stream_id, f.REFUSED_STREAM))
+            if not self._calmed:  # (after ENHANCE_YOUR_CALM its GOAWAY refuses them all)
+                self._emit(f.rst_stream(stream_id, f.REFUSED_STREAM))
+                self._count_reset()
             return
         if len(self._streams) >= MAX_STREAMS:
             self._emit(f.rst_stream(stream_id, f.REFUSED_STREAM))
+            self._count_reset()
             return
         stream = Stream(stream_id, self._peer_initial)
         self._streams[stream_id] = stream
@@ -394,13 +407,23 @@ class H2Connection(CallRunner, asyncio.Protocol):
     # -- closing --------------------------------------------------------------------------
 
     def _go_away(self, code: int, message: str) -> None:
+        # A later GOAWAY may not name a higher stream than an earlier one did (RFC 9113 6.8):
+        # streams that arrived in between were ignored.
+        last = self._last_id if self._gone_away_at is None else self._gone_away_at
+        self._gone_away_at = last
         self._stopping = True
-        self._emit(f.goaway(self._last_id, code, message.encode("utf-8", "replace")[:256]))
+        self._emit(f.goaway(last, code, message.encode("utf-8", "replace")[:256]))
 
     def _fail(self, code: int, message: str) -> None:
         """A connection error: GOAWAY with ``code``, cancel every call, close."""
         logger.debug("HTTP/2 connection error %d from %s: %s", code, self._peer, message)
         self._go_away(code, message)
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Cancel every call and close, after the GOAWAY already queued."""
+        if self._closed:
+            return
         self._closed = True  # input from now on is read and dropped
         self._flush()
         for stream in list(self._streams.values()):
@@ -412,11 +435,16 @@ class H2Connection(CallRunner, asyncio.Protocol):
             # Half-close, and close after a moment: closing with unread input would reset
             # the connection and could destroy the GOAWAY before the peer reads it.
             transport.write_eof()
+            if self._linger is not None:
+                self._linger.cancel()
             self._linger = self._loop.call_later(LINGER_SECONDS, transport.close)
         else:
             transport.close()
 
     def _close(self) -> None:
+        if self._calmed:  # a flooding client's input may still be arriving: linger
+            self._hang_up()
+            return
         self._closed = True
         if self._flush_handle is not None:
             self._flush_handle.cancel()

@@ -85,6 +85,10 @@ def parse_settings(payload: bytes) -> list[tuple[int, int]]:
     return [_SETTING.unpack_from(payload, at) for at in range(0, len(payload), 6)]
 
 
+def ping(payload: bytes) -> bytes:
+    return head(8, PING, 0, 0) + payload
+
+
 def ping_ack(payload: bytes) -> bytes:
     return head(8, PING, ACK, 0) + payload
 

@@ -9,6 +9,7 @@ order, because each may add to the HPACK table.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from tidal.frontends.grpc.h2 import frames as f
 from tidal.frontends.grpc.h2.headers import (
@@ -42,6 +43,7 @@ class Sender:
     _flush_handle: asyncio.Handle | None
     _lost: bool
     _stopping: bool
+    _sends: int  # bumped per response that sends headers or data (keepalive reads it)
 
     # -- frames out -----------------------------------------------------------------------
 
@@ -61,6 +63,7 @@ class Sender:
             and size <= self._peer_max_frame
         ):
             self._send_window -= size
+            self._sends += 1
             sid = stream.id
             encoder = self._encoder
             head_block = encoder.headers()  # in wire order: each may add to the table
@@ -107,6 +110,7 @@ class Sender:
         pending = stream.pending
         max_frame = self._peer_max_frame
         sid = stream.id
+        self._sends += 1
         while pending:
             allowed = min(self._send_window, stream.send_window, max_frame)
             if allowed <= 0:
@@ -200,6 +204,7 @@ class Sender:
         """A stream error: reset the stream, cancel its call."""
         self._emit(f.rst_stream(stream.id, code))
         self._drop(stream)
+        self._count_reset()  # the client's error made us reset it: a flood counts the same
 
     def _drop(self, stream: Stream) -> None:
         """Forget a stream the client reset (or that died with the connection); its task is
@@ -221,6 +226,7 @@ class Sender:
             self._abandon(stream, code)
         else:
             self._emit(f.rst_stream(stream_id, code))
+            self._count_reset()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -252,3 +258,7 @@ class Sender:
     def _close(self) -> None:
         """Flush and close the transport: ``H2Connection._close`` (see ``Sender``)."""
         raise NotImplementedError
+
+    if TYPE_CHECKING:  # ``upkeep.Upkeep._count_reset``, later in the connection's MRO
+
+        def _count_reset(self) -> None: ...

@@ -9,6 +9,7 @@ import ssl as ssl_module
 
 from tidal.frontends.grpc.h2.connection import H2Connection
 from tidal.frontends.grpc.h2.methods import method_table
+from tidal.frontends.grpc.h2.upkeep import Keepalive, Ticks
 from tidal.frontends.grpc.server import MAX_MESSAGE_BYTES
 from tidal.frontends.grpc.service import InferenceServicer
 from tidal.frontends.sockets import bind_socket
@@ -26,6 +27,7 @@ class TidalGrpcService:
         servicer: InferenceServicer,
         auth: BearerAuth | None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        keepalive: Keepalive | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.servicer = servicer
@@ -37,6 +39,8 @@ class TidalGrpcService:
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._all_closed: asyncio.Future[None] | None = None
+        self.ticks = Ticks(keepalive or Keepalive())
+        self._ticker: asyncio.TimerHandle | None = None
 
     @classmethod
     async def start(
@@ -48,19 +52,33 @@ class TidalGrpcService:
         auth: BearerAuth | None = None,
         ssl: ssl_module.SSLContext | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        keepalive: Keepalive | None = None,
     ) -> TidalGrpcService:
         """Bind ``address:port`` (0 picks a free port) and serve; TLS with ``ssl`` (which
-        should offer ALPN ``h2``); calls need a key from ``auth`` when given.
+        should offer ALPN ``h2``); calls need a key from ``auth`` when given; keepalive,
+        ping policing and idle close as ``keepalive`` says (Triton's defaults when None).
 
         Raises ``OSError`` when the address cannot be bound.
         """
-        service = cls(InferenceServicer(facade), auth, max_message_bytes)
+        service = cls(InferenceServicer(facade), auth, max_message_bytes, keepalive)
         sock = bind_socket(address, port, nodelay=True)
         service.port = sock.getsockname()[1]
         service._server = await service.loop.create_server(
             lambda: H2Connection(service), sock=sock, ssl=ssl
         )
+        service._ticker = service.loop.call_later(service.ticks.seconds, service._tick)
         return service
+
+    def _tick(self) -> None:
+        """The one upkeep timer of every connection (see ``upkeep``)."""
+        ticks = self.ticks
+        self._ticker = self.loop.call_later(ticks.seconds, self._tick)
+        for connection in list(self.connections):
+            try:
+                connection._tick(ticks)
+            except Exception:  # a bug must cost this connection at most, never the timer
+                logger.exception("error in HTTP/2 connection upkeep")
+                connection.abort()
 
     def refusal(self, method: str, authorization: str | None) -> str | None:
         """Why a call to ``method`` is refused by bearer auth; None when it may go on."""
@@ -111,3 +129,6 @@ class TidalGrpcService:
                     await asyncio.wait(tasks, timeout=1.0)
         # Bounded: a connection that never reports its loss must not hold up the exit.
         await asyncio.wait((asyncio.ensure_future(self._server.wait_closed()),), timeout=2.0)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
