@@ -344,6 +344,7 @@ class HttpConnection(asyncio.Protocol):
             data = body[0]
         else:
             data = b"".join(body)
+        self._body = None  # an idle keep-alive connection holds no request body
         if self._discard:
             return  # an answer given earlier in this same read closed the connection
         keep = self._keep
