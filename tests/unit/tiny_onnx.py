@@ -61,6 +61,21 @@ def write_model(version_dir: Path, model: bytes, filename: str = "model.onnx") -
     return path
 
 
+def write_ident_repository(root: Path, width: int | None = None) -> Path:
+    """A repository at ``root`` with model ``ident``: FP32 ``x`` -> ``y``, batched up to 4,
+    ``width`` values a row (any number when None)."""
+    dims = "-1" if width is None else str(width)
+    (root / "ident").mkdir(parents=True)
+    (root / "ident" / "config.pbtxt").write_text(
+        'name: "ident"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 4\n'
+        f'input [{{ name: "x" data_type: TYPE_FP32 dims: [ {dims} ] }}]\n'
+        f'output [{{ name: "y" data_type: TYPE_FP32 dims: [ {dims} ] }}]\n'
+    )
+    row: Dim = "n" if width is None else width
+    write_model(root / "ident" / "1", identity_model(("batch", row), TensorProto.FLOAT))
+    return root
+
+
 def _serialize(graph) -> bytes:
     model = helper.make_model(
         graph,

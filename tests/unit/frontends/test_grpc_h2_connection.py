@@ -8,7 +8,6 @@ import asyncio
 import hpack
 import numpy as np
 import pytest
-from onnx import TensorProto
 from tritonclient.grpc import service_pb2 as pb
 
 from tidal.config import ServerSettings
@@ -17,7 +16,7 @@ from tidal.frontends.grpc.h2 import frames as f
 from tidal.frontends.grpc.h2.messages import frame
 from tidal.server import InferenceServer
 
-from ..tiny_onnx import identity_model, write_model
+from ..tiny_onnx import write_ident_repository
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 STREAM = "/inference.GRPCInferenceService/ModelStreamInfer"
@@ -26,15 +25,7 @@ LIVE = "/inference.GRPCInferenceService/ServerLive"
 
 @pytest.fixture
 def repo(tmp_path):
-    root = tmp_path / "repo"
-    (root / "ident").mkdir(parents=True)
-    (root / "ident" / "config.pbtxt").write_text(
-        'name: "ident"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 4\n'
-        'input [{ name: "x" data_type: TYPE_FP32 dims: [ -1 ] }]\n'
-        'output [{ name: "y" data_type: TYPE_FP32 dims: [ -1 ] }]\n'
-    )
-    write_model(root / "ident" / "1", identity_model(("batch", "n"), TensorProto.FLOAT))
-    return root
+    return write_ident_repository(tmp_path / "repo")
 
 
 _OPEN: list[Peer] = []  # closed after each test

@@ -8,7 +8,6 @@ import asyncio
 
 import numpy as np
 import pytest
-from onnx import TensorProto
 from tritonclient.grpc import InferInput
 from tritonclient.grpc import aio as grpcclient_aio
 from tritonclient.grpc import service_pb2 as pb
@@ -19,7 +18,7 @@ from tidal.frontends.grpc.h2 import frames as f
 from tidal.frontends.grpc.h2.limits import RESET_BURST
 from tidal.frontends.grpc.h2.messages import frame
 
-from ..tiny_onnx import identity_model, write_model
+from ..tiny_onnx import write_ident_repository
 from .test_grpc_h2_connection import INFER, LIVE, STREAM, Peer, _request, _status, serving
 
 EMPTY = frame(b"")  # ServerLive's request: an empty message
@@ -27,15 +26,7 @@ EMPTY = frame(b"")  # ServerLive's request: an empty message
 
 @pytest.fixture
 def repo(tmp_path):
-    root = tmp_path / "repo"
-    (root / "ident").mkdir(parents=True)
-    (root / "ident" / "config.pbtxt").write_text(
-        'name: "ident"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 4\n'
-        'input [{ name: "x" data_type: TYPE_FP32 dims: [ -1 ] }]\n'
-        'output [{ name: "y" data_type: TYPE_FP32 dims: [ -1 ] }]\n'
-    )
-    write_model(root / "ident" / "1", identity_model(("batch", "n"), TensorProto.FLOAT))
-    return root
+    return write_ident_repository(tmp_path / "repo")
 
 
 def _call_and_reset(peer: Peer, sid: int) -> bytes:

@@ -8,7 +8,6 @@ import asyncio
 import time
 
 import pytest
-from onnx import TensorProto
 
 from tidal.config import ServerSettings
 from tidal.frontends.grpc.h2 import Keepalive
@@ -17,7 +16,7 @@ from tidal.frontends.grpc.h2.messages import frame
 from tidal.serve import _keepalive
 
 from ..settings_helpers import clear_tidal_environment, settings
-from ..tiny_onnx import identity_model, write_model
+from ..tiny_onnx import write_ident_repository
 from .test_grpc_h2_connection import INFER, STREAM, Peer, _request, _status, serving
 
 FAST = {"time_ms": 100, "timeout_ms": 500}  # a ping after 0.1 s quiet, an ACK due in 0.5 s
@@ -25,15 +24,7 @@ FAST = {"time_ms": 100, "timeout_ms": 500}  # a ping after 0.1 s quiet, an ACK d
 
 @pytest.fixture
 def repo(tmp_path):
-    root = tmp_path / "repo"
-    (root / "ident").mkdir(parents=True)
-    (root / "ident" / "config.pbtxt").write_text(
-        'name: "ident"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 4\n'
-        'input [{ name: "x" data_type: TYPE_FP32 dims: [ -1 ] }]\n'
-        'output [{ name: "y" data_type: TYPE_FP32 dims: [ -1 ] }]\n'
-    )
-    write_model(root / "ident" / "1", identity_model(("batch", "n"), TensorProto.FLOAT))
-    return root
+    return write_ident_repository(tmp_path / "repo")
 
 
 async def _next_ping(peer: Peer, timeout: float) -> bytes | None:

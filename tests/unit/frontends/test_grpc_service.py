@@ -8,7 +8,6 @@ import time
 import grpc
 import numpy as np
 import pytest
-from onnx import TensorProto
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
@@ -18,20 +17,12 @@ from tidal.frontends.grpc import GrpcService
 from tidal.frontends.grpc.status import GRPC_STATUS, unary
 from tidal.server import InferenceServer
 
-from ..tiny_onnx import identity_model, write_model
+from ..tiny_onnx import write_ident_repository
 
 
 @pytest.fixture
 def repo(tmp_path):
-    root = tmp_path / "repo"
-    (root / "ident").mkdir(parents=True)
-    (root / "ident" / "config.pbtxt").write_text(
-        'name: "ident"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 4\n'
-        'input [{ name: "x" data_type: TYPE_FP32 dims: [ 2 ] }]\n'
-        'output [{ name: "y" data_type: TYPE_FP32 dims: [ 2 ] }]\n'
-    )
-    write_model(root / "ident" / "1", identity_model(("batch", 2), TensorProto.FLOAT))
-    return root
+    return write_ident_repository(tmp_path / "repo", 2)
 
 
 async def _serving(repo, body):
