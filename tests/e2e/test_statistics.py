@@ -137,10 +137,12 @@ def test_successful_requests_move_every_counter(client):
     assert _delta(after, before, "execution_count") == 3
     for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
         assert _delta(after, before, "inference_stats", phase, "count") == 3
-    assert _delta(after, before, "inference_stats", "compute_infer", "ns") > 0
-    assert _delta(after, before, "inference_stats", "success", "ns") >= _delta(
-        after, before, "inference_stats", "compute_infer", "ns"
-    )
+    compute = {
+        phase: _delta(after, before, "inference_stats", phase, "ns")
+        for phase in ("compute_input", "compute_infer", "compute_output")
+    }
+    assert all(ns > 0 for ns in compute.values()), compute  # ONNX Runtime: each phase timed
+    assert _delta(after, before, "inference_stats", "success", "ns") >= sum(compute.values())
     assert _delta(after, before, "inference_stats", "fail", "count") == 0
     batch_two = {b["batch_size"]: b for b in after["batch_stats"]}[2]
     assert batch_two["compute_infer"]["count"] >= 3

@@ -15,7 +15,12 @@ ExecuteResult = list["InferResponse | InferenceError"]
 
 class ModelInstance(Protocol):
     """One instance-group slot of a loaded model version. Plain synchronous code: it runs on
-    an instance worker, never on the event loop."""
+    an instance worker, never on the event loop.
+
+    An instance that can tell its phases apart also has ``io_ns``: the nanoseconds its last
+    ``execute`` spent preparing inputs and building outputs, as ``(input_ns, output_ns)``;
+    the statistics count the rest as the model's run. Without it, all of it is.
+    """
 
     def execute(self, batch: Sequence[InferRequest]) -> ExecuteResult:
         """Run the requests of one batch; one response or error per request, in order."""

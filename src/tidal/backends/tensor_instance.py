@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -24,6 +25,9 @@ class TensorModelInstance(ABC):
     def __init__(self, config: ModelConfig, version: int) -> None:
         self.config = config
         self.version = version
+        # (input_ns, output_ns) of the last execute: see ModelInstance
+        self.io_ns: tuple[int, int] = (0, 0)
+        self._input_ns = self._output_ns = 0
         self._inputs = {t.name: t for t in config.inputs}
         self._outputs = {t.name: t for t in config.outputs}
         self._all_output_names = [t.name for t in config.outputs]
@@ -36,37 +40,54 @@ class TensorModelInstance(ABC):
         """Nothing to release by default."""
 
     def execute(self, batch: Sequence[InferRequest]) -> ExecuteResult:
-        if len(batch) == 1 or not self.config.batching:
-            # Without a batch dimension requests cannot be concatenated: run each alone.
-            return [self._execute_one(request) for request in batch]
+        self._input_ns = self._output_ns = 0
         try:
-            return self._execute_merged(batch)
-        except Exception:
-            # One bad request must not fail its neighbours: run each alone to find it.
-            return [self._execute_one(request) for request in batch]
+            if len(batch) == 1 or not self.config.batching:
+                # Without a batch dimension requests cannot be concatenated: run each alone.
+                return [self._execute_one(request) for request in batch]
+            try:
+                return self._execute_merged(batch)
+            except Exception:
+                # One bad request must not fail its neighbours: run each alone to find it.
+                return [self._execute_one(request) for request in batch]
+        finally:
+            self.io_ns = (self._input_ns, self._output_ns)
 
     def _execute_one(self, request: InferRequest) -> InferResponse | InferenceError:
         names = self._output_names([request])
         try:
-            arrays = self.run(self._feeds_of(request), names)
-            return self._response(request, names, arrays, self._batch_size(request))
+            started = perf_counter_ns()
+            feeds = self._feeds_of(request)
+            ran = perf_counter_ns()
+            arrays = self.run(feeds, names)
+            answered = perf_counter_ns()
+            response = self._response(request, names, arrays, self._batch_size(request))
+            self._input_ns += ran - started
+            self._output_ns += perf_counter_ns() - answered
+            return response
         except Exception as exc:
             return self._failure(exc)
 
     def _execute_merged(self, batch: Sequence[InferRequest]) -> ExecuteResult:
+        started = perf_counter_ns()
         names = self._output_names(batch)
         per_request = [self._feeds_of(request) for request in batch]
         feeds = {
             name: np.concatenate([feeds[name] for feeds in per_request]) for name in per_request[0]
         }
+        ran = perf_counter_ns()
         arrays = self.run(feeds, names)
+        answered = perf_counter_ns()
         sizes = [self._batch_size(request) for request in batch]
         offsets = np.cumsum(sizes)[:-1]
         pieces = [np.split(array, offsets) for array in arrays]
-        return [
+        responses: ExecuteResult = [
             self._response(request, names, [piece[index] for piece in pieces], sizes[index])
             for index, request in enumerate(batch)
         ]
+        self._input_ns += ran - started
+        self._output_ns += perf_counter_ns() - answered
+        return responses
 
     def _feeds_of(self, request: InferRequest) -> dict[str, np.ndarray]:
         feeds = {}

@@ -38,17 +38,18 @@ class DirectScheduler:
             finally:
                 stats.pending -= 1
             started = time.perf_counter_ns()
-            (result,), infer_ns = await asyncio.shield(self._pool.execute(instance, [request]))
+            (result,), phases = await asyncio.shield(self._pool.execute(instance, [request]))
             if isinstance(result, InferenceError):
                 raise result
             size = request.inputs[0].shape[0] if self._batching and request.inputs else 1
-            stats.record_execution(size, infer_ns)
+            stats.record_execution(size, phases)
             queue_ns = started - arrived
-            stats.record_success(time.perf_counter_ns() - arrived, queue_ns, infer_ns)
+            input_ns, infer_ns, output_ns = phases
+            total_ns = time.perf_counter_ns() - arrived
+            stats.record_success(total_ns, queue_ns, infer_ns, input_ns, output_ns)
             timing = CURRENT_TIMING.get()
             if timing is not None:
-                timing.queue_ns += queue_ns  # added: an ensemble's steps add up
-                timing.compute_infer_ns += infer_ns
+                timing.add(queue_ns, phases)  # added: an ensemble's steps add up
             return result
         except asyncio.CancelledError:
             stats.record_failure(CANCELED, time.perf_counter_ns() - arrived)

@@ -27,9 +27,11 @@ from tidal.scheduling.statistics import (
     OTHER,
     REJECTED,
     ModelStatistics,
+    Phases,
 )
 
 _QUEUED, _TAKEN, _DONE = 0, 1, 2
+_NO_PHASES = Phases(0, 0, 0)
 
 
 @dataclass(slots=True, eq=False)
@@ -45,7 +47,7 @@ class _Pending:
     timeout_action: str
     state: int = _QUEUED
     queue_ns: int = 0  # statistics: waiting time, execution time, why it failed
-    infer_ns: int = 0
+    phases: Phases = _NO_PHASES
     reason: int = BACKEND
 
 
@@ -147,11 +149,11 @@ class DynamicBatchScheduler:
         finally:
             self.inflight -= 1
         total_ns = time.perf_counter_ns() - pending.arrived_ns
-        stats.record_success(total_ns, pending.queue_ns, pending.infer_ns)
+        input_ns, infer_ns, output_ns = pending.phases
+        stats.record_success(total_ns, pending.queue_ns, infer_ns, input_ns, output_ns)
         timing = CURRENT_TIMING.get()
         if timing is not None:
-            timing.queue_ns += pending.queue_ns  # added: an ensemble's steps add up
-            timing.compute_infer_ns += pending.infer_ns
+            timing.add(pending.queue_ns, pending.phases)  # added: an ensemble's steps add up
         return response
 
     async def stop(self) -> None:
@@ -286,14 +288,14 @@ class DynamicBatchScheduler:
             results: list[Any] = [error] * len(batch)
         else:
             timed: TimedResult = done.result()
-            results, infer_ns = timed
+            results, phases = timed
             answered = 0  # samples that got a response: Triton counts successful inferences
             for pending, result in zip(batch, results, strict=True):
-                pending.infer_ns = infer_ns
+                pending.phases = phases
                 if not isinstance(result, BaseException):
                     answered += pending.size
             if answered:
-                self._stats.record_execution(answered, infer_ns)
+                self._stats.record_execution(answered, phases)
         for pending, result in zip(batch, results, strict=True):
             self._deliver(pending, result)
         self._changed.set()

@@ -71,14 +71,22 @@ class EnsembleScheduler:
             self._admission.leave()
         # The ensemble's queue and compute times are its steps' sums, as in Triton.
         total_ns = time.perf_counter_ns() - arrived
-        stats.record_success(total_ns, steps_timing.queue_ns, steps_timing.compute_infer_ns)
+        stats.record_success(
+            total_ns,
+            steps_timing.queue_ns,
+            steps_timing.compute_infer_ns,
+            steps_timing.compute_input_ns,
+            steps_timing.compute_output_ns,
+        )
         batched = self._config.batching and request.inputs
         stats.inference_count += request.inputs[0].shape[0] if batched else 1
         stats.execution_count += 1
         timing = CURRENT_TIMING.get()
         if timing is not None:
             timing.queue_ns = steps_timing.queue_ns
+            timing.compute_input_ns = steps_timing.compute_input_ns
             timing.compute_infer_ns = steps_timing.compute_infer_ns
+            timing.compute_output_ns = steps_timing.compute_output_ns
         return response
 
     async def stop(self) -> None:
@@ -142,7 +150,9 @@ class EnsembleScheduler:
         CURRENT_TIMING.set(step_timing)
         response = await self._run_step(step_request)
         timing.queue_ns += step_timing.queue_ns
+        timing.compute_input_ns += step_timing.compute_input_ns
         timing.compute_infer_ns += step_timing.compute_infer_ns
+        timing.compute_output_ns += step_timing.compute_output_ns
         produced = {output.name: output for output in response.outputs}
         results = {}
         for name, tensor in step.output_map.items():

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tidal.backends.base import ExecuteResult, ModelInstance
 from tidal.core.types import InferRequest
+from tidal.scheduling.statistics import Phases
 
-# (results, nanoseconds the instance spent executing)
-TimedResult = tuple[ExecuteResult, int]
+# (results, the time the instance spent on them, by phase)
+TimedResult = tuple[ExecuteResult, Phases]
 
 
 class InstancePool:
@@ -103,4 +104,10 @@ class InstancePool:
 def _timed_execute(instance: ModelInstance, batch: Sequence[InferRequest]) -> TimedResult:
     start = time.perf_counter_ns()
     results = instance.execute(batch)
-    return results, time.perf_counter_ns() - start
+    total_ns = time.perf_counter_ns() - start
+    # Read on the instance's own thread, before anyone else can run on it.
+    split: tuple[int, int] | None = getattr(instance, "io_ns", None)
+    if split is None:
+        return results, Phases(0, total_ns, 0)
+    input_ns, output_ns = split
+    return results, Phases(input_ns, max(total_ns - input_ns - output_ns, 0), output_ns)

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tidal.config.settings import DEFAULT_LATENCY_BUCKETS
 
@@ -23,8 +24,8 @@ BACKEND = 2  # the model failed to execute it
 OTHER = 3  # anything else: the request did not fit the model, bad parameters
 FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 
-# The phases with a latency histogram: compute_input and compute_output take no time of their
-# own here (the backends prepare inputs and outputs inside their execution).
+# The phases with a latency histogram (as in Triton's default summaries, compute_input and
+# compute_output have only their counters).
 LATENCY_PHASES = ("request", "queue", "compute_infer")
 
 # The bounds that versions loaded from now on count into (nanoseconds); () turns them off.
@@ -87,6 +88,16 @@ class LatencyHistogram:
         return buckets
 
 
+class Phases(NamedTuple):
+    """One execution's time in nanoseconds: preparing the inputs, running the model, and
+    splitting the outputs into responses. An instance that does not tell them apart reports
+    all of it as ``infer_ns``."""
+
+    input_ns: int
+    infer_ns: int
+    output_ns: int
+
+
 @dataclass(slots=True)
 class RequestTiming:
     """One request's time in each phase (nanoseconds), added to by the scheduler(s) that
@@ -105,6 +116,13 @@ class RequestTiming:
     def compute_ns(self) -> int:
         return self.compute_input_ns + self.compute_infer_ns + self.compute_output_ns
 
+    def add(self, queue_ns: int, phases: Phases) -> None:
+        """Add one execution's share (an ensemble's steps each add theirs)."""
+        self.queue_ns += queue_ns
+        self.compute_input_ns += phases.input_ns
+        self.compute_infer_ns += phases.infer_ns
+        self.compute_output_ns += phases.output_ns
+
 
 # The timing of the request the current task is running, if its caller asked for one. A
 # context variable rather than a ``submit`` argument keeps the Scheduler interface at one
@@ -117,11 +135,11 @@ class ModelStatistics:
     metrics collector read.
 
     ``success``/``fail`` time a request from its arrival at the scheduler to its response;
-    ``queue`` from arrival to execution start; ``compute_infer`` the model's execution. As in
+    ``queue`` from arrival to execution start; ``compute_input`` the preparation of the model's
+    inputs (gathering a batch into one array per input), ``compute_infer`` the model's run and
+    ``compute_output`` the split of its outputs into responses (see ``Phases``). As in
     Triton, queue and compute are counted per successful request, and ``inference_count``,
     ``execution_count`` and ``batch_stats`` count executions that produced a response.
-    Input and output preparation happen inside the backends' execution, so ``compute_input``
-    and ``compute_output`` are counted with zero duration.
     """
 
     __slots__ = (
@@ -159,7 +177,9 @@ class ModelStatistics:
             tuple(LatencyHistogram(bounds) for _ in range(3)) if bounds else None
         )
 
-    def record_success(self, total_ns: int, queue_ns: int, infer_ns: int) -> None:
+    def record_success(
+        self, total_ns: int, queue_ns: int, infer_ns: int, input_ns: int = 0, output_ns: int = 0
+    ) -> None:
         """A request answered successfully, with its time in each phase."""
         # Inlined rather than Duration.add: this runs once per request on the event loop.
         success, queue, infer = self.success, self.queue, self.compute_infer
@@ -169,8 +189,11 @@ class ModelStatistics:
         queue.ns += queue_ns
         infer.count += 1
         infer.ns += infer_ns
-        self.compute_input.count += 1
-        self.compute_output.count += 1
+        compute_input, compute_output = self.compute_input, self.compute_output
+        compute_input.count += 1
+        compute_input.ns += input_ns
+        compute_output.count += 1
+        compute_output.ns += output_ns
         self.last_inference_ms = time.time_ns() // 1_000_000
         histograms = self.histograms
         if histograms is not None:
@@ -185,16 +208,16 @@ class ModelStatistics:
         self.failures[reason] += 1
         self.last_inference_ms = time.time_ns() // 1_000_000
 
-    def record_execution(self, batch_size: int, infer_ns: int) -> None:
+    def record_execution(self, batch_size: int, phases: Phases) -> None:
         """One model execution that answered ``batch_size`` samples."""
         self.execution_count += 1
         self.inference_count += batch_size
         stats = self.batches.get(batch_size)
         if stats is None:
             stats = self.batches[batch_size] = BatchStats()
-        stats.compute_input.add(0)
-        stats.compute_infer.add(infer_ns)
-        stats.compute_output.add(0)
+        stats.compute_input.add(phases.input_ns)
+        stats.compute_infer.add(phases.infer_ns)
+        stats.compute_output.add(phases.output_ns)
 
     def latency_phases(self) -> list[tuple[str, Duration, LatencyHistogram]]:
         """``(phase, its Duration, its histogram)`` for each phase; empty when histograms

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -294,3 +296,20 @@ def test_close_is_a_no_op_by_default():
 def test_run_is_abstract():
     with pytest.raises(TypeError):
         TensorModelInstance(BATCHED, 1)  # type: ignore[abstract]
+
+
+def test_input_and_output_time_is_measured_apart_from_the_run():
+    class Slow(Doubler):
+        def run(self, feeds, output_names):
+            time.sleep(0.02)  # the model's run: none of it may count as input or output
+            return super().run(feeds, output_names)
+
+    instance = Slow(BATCHED)
+    assert instance.io_ns == (0, 0)
+    for batch in ([_request([[1, 2, 3]])], [_request([[1, 1, 1]]), _request([[2, 2, 2]])]):
+        started = time.perf_counter_ns()
+        instance.execute(batch)
+        total = time.perf_counter_ns() - started
+        input_ns, output_ns = instance.io_ns
+        assert input_ns > 0 and output_ns > 0  # concatenating, splitting, building responses
+        assert input_ns + output_ns < total - 20_000_000

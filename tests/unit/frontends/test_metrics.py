@@ -16,21 +16,21 @@ from tidal.frontends.metrics.collector import ModelMetricsCollector
 from tidal.frontends.metrics.exposition import CONTENT_TYPE, render
 from tidal.frontends.metrics.service import MetricsHandlers, default_collectors
 from tidal.frontends.metrics.system import HostMetricsCollector
-from tidal.scheduling.statistics import BACKEND, OTHER, ModelStatistics, RequestTiming
+from tidal.scheduling.statistics import BACKEND, OTHER, ModelStatistics, Phases, RequestTiming
 
 MS = 1_000_000
 
 
 def _stats() -> ModelStatistics:
     stats = ModelStatistics(latency_bounds_ns=(1 * MS, 10 * MS))
-    stats.record_success(2 * MS, 500_000, 1 * MS)
-    stats.record_success(20 * MS, 4 * MS, 12 * MS)
+    stats.record_success(2 * MS, 500_000, 1 * MS, 100_000, 50_000)
+    stats.record_success(20 * MS, 4 * MS, 12 * MS, 300_000, 150_000)
     stats.record_failure(BACKEND, MS)
     stats.record_failure(OTHER, MS)
     stats.record_failure(OTHER, MS)
-    stats.record_execution(1, MS)
-    stats.record_execution(3, 12 * MS)
-    stats.record_execution(20, 12 * MS)
+    stats.record_execution(1, Phases(0, MS, 0))
+    stats.record_execution(3, Phases(0, 12 * MS, 0))
+    stats.record_execution(20, Phases(0, 12 * MS, 0))
     stats.pending = 4
     return stats
 
@@ -62,8 +62,8 @@ def test_triton_counters_keep_their_names_and_labels():
     assert samples[("nv_inference_request_duration_us", at)] == 22_000
     assert samples[("nv_inference_queue_duration_us", at)] == 4_500
     assert samples[("nv_inference_compute_infer_duration_us", at)] == 13_000
-    assert samples[("nv_inference_compute_input_duration_us", at)] == 0
-    assert samples[("nv_inference_compute_output_duration_us", at)] == 0
+    assert samples[("nv_inference_compute_input_duration_us", at)] == 400
+    assert samples[("nv_inference_compute_output_duration_us", at)] == 200
     assert samples[("nv_inference_pending_request_count", at)] == 4
 
 

@@ -12,7 +12,7 @@ from tidal.protocol.json_views import (
     server_metadata_json,
     statistics_json,
 )
-from tidal.scheduling.statistics import OTHER, ModelStatistics
+from tidal.scheduling.statistics import OTHER, ModelStatistics, Phases
 from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 
 CONFIG_TEXT = """
@@ -157,10 +157,10 @@ def test_model_metadata_json():
 
 def test_statistics_json():
     stats = ModelStatistics()
-    stats.record_execution(4, 1000)  # one execution holding 4 samples
-    stats.record_execution(1, 500)
-    stats.record_success(300, 20, 250)  # total, queue, compute_infer
-    stats.record_success(400, 30, 500)
+    stats.record_execution(4, Phases(40, 1000, 20))  # one execution holding 4 samples
+    stats.record_execution(1, Phases(7, 500, 3))
+    stats.record_success(300, 20, 250, 10, 5)  # total, queue, compute infer, input, output
+    stats.record_success(400, 30, 500, 7, 3)
     stats.record_failure(OTHER, 50)
     (entry,) = statistics_json([("m", 3, stats)])["model_stats"]
     last = entry.pop("last_inference")
@@ -176,9 +176,9 @@ def test_statistics_json():
             "success": {"count": 2, "ns": 700},
             "fail": {"count": 1, "ns": 50},
             "queue": {"count": 2, "ns": 50},
-            "compute_input": {"count": 2, "ns": 0},
+            "compute_input": {"count": 2, "ns": 17},
             "compute_infer": {"count": 2, "ns": 750},
-            "compute_output": {"count": 2, "ns": 0},
+            "compute_output": {"count": 2, "ns": 8},
             "cache_hit": zero,
             "cache_miss": zero,
         },
@@ -186,15 +186,15 @@ def test_statistics_json():
         "batch_stats": [
             {
                 "batch_size": 1,
-                "compute_input": {"count": 1, "ns": 0},
+                "compute_input": {"count": 1, "ns": 7},
                 "compute_infer": {"count": 1, "ns": 500},
-                "compute_output": {"count": 1, "ns": 0},
+                "compute_output": {"count": 1, "ns": 3},
             },
             {
                 "batch_size": 4,
-                "compute_input": {"count": 1, "ns": 0},
+                "compute_input": {"count": 1, "ns": 40},
                 "compute_infer": {"count": 1, "ns": 1000},
-                "compute_output": {"count": 1, "ns": 0},
+                "compute_output": {"count": 1, "ns": 20},
             },
         ],
         "memory_usage": [],

@@ -143,15 +143,32 @@ def test_run_returns_results_and_execution_time():
     async def scenario():
         pool = InstancePool([FakeInstance("i0", log, delay=0.01)], name="m")
         assert (pool.size, pool.idle_count) == (1, 1)
-        results, infer_ns = await pool.run([request("a"), request("b")])
+        results, phases = await pool.run([request("a"), request("b")])
         assert pool.idle_count == 1
         pool.close()
-        return results, infer_ns
+        return results, phases
 
-    results, infer_ns = run(scenario())
+    results, phases = run(scenario())
     assert [r.id for r in results] == ["i0:a", "i0:b"]
-    assert type(infer_ns) is int
-    assert infer_ns >= 10_000_000
+    # an instance without io_ns: all of its time is the model's run
+    assert (phases.input_ns, phases.output_ns) == (0, 0)
+    assert phases.infer_ns >= 10_000_000
+
+
+def test_an_instance_that_times_its_inputs_and_outputs_has_them_apart():
+    log = Log()
+    instance = FakeInstance("i0", log, delay=0.02)
+    instance.io_ns = (3_000_000, 2_000_000)  # what its execute says it spent on each
+
+    async def scenario():
+        pool = InstancePool([instance], name="m")
+        _, phases = await pool.run([request("a")])
+        pool.close()
+        return phases
+
+    phases = run(scenario())
+    assert (phases.input_ns, phases.output_ns) == (3_000_000, 2_000_000)
+    assert phases.infer_ns >= 15_000_000  # the rest of the 20 ms execute
 
 
 def test_concurrency_is_limited_to_the_instance_count():

@@ -27,6 +27,7 @@ from tidal.scheduling.statistics import (
     REJECTED,
     LatencyHistogram,
     ModelStatistics,
+    Phases,
     RequestTiming,
     latency_buckets,
     set_latency_buckets,
@@ -40,14 +41,13 @@ MS = 1_000_000  # nanoseconds
 
 def test_success_counts_every_phase_and_the_last_inference_time():
     stats = ModelStatistics()
-    stats.record_success(5 * MS, 1 * MS, 3 * MS)
-    stats.record_success(7 * MS, 2 * MS, 4 * MS)
+    stats.record_success(5 * MS, 1 * MS, 3 * MS, 200, 100)
+    stats.record_success(7 * MS, 2 * MS, 4 * MS)  # an instance that does not split its time
     assert (stats.success.count, stats.success.ns) == (2, 12 * MS)
     assert (stats.queue.count, stats.queue.ns) == (2, 3 * MS)
     assert (stats.compute_infer.count, stats.compute_infer.ns) == (2, 7 * MS)
-    # prepared inside the backends' execution: counted, no time of their own
-    assert (stats.compute_input.count, stats.compute_input.ns) == (2, 0)
-    assert (stats.compute_output.count, stats.compute_output.ns) == (2, 0)
+    assert (stats.compute_input.count, stats.compute_input.ns) == (2, 200)
+    assert (stats.compute_output.count, stats.compute_output.ns) == (2, 100)
     assert stats.last_inference_ms > 1_600_000_000_000
     assert stats.fail.count == 0
 
@@ -68,9 +68,9 @@ def test_failures_are_counted_by_reason():
 
 def test_executions_are_counted_per_batch_size():
     stats = ModelStatistics()
-    stats.record_execution(4, 2 * MS)
-    stats.record_execution(4, 4 * MS)
-    stats.record_execution(1, MS)
+    stats.record_execution(4, Phases(10, 2 * MS, 5))
+    stats.record_execution(4, Phases(30, 4 * MS, 15))
+    stats.record_execution(1, Phases(0, MS, 0))
     assert (stats.execution_count, stats.inference_count) == (3, 9)
     assert {
         size: (b.compute_infer.count, b.compute_infer.ns) for size, b in stats.batches.items()
@@ -78,6 +78,8 @@ def test_executions_are_counted_per_batch_size():
         4: (2, 6 * MS),
         1: (1, MS),
     }
+    four = stats.batches[4]
+    assert (four.compute_input.ns, four.compute_output.ns) == (40, 20)
 
 
 def test_histograms_count_each_phase_into_le_buckets():
