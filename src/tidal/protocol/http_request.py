@@ -268,7 +268,14 @@ def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
             f"input '{name}': {datatype.value} data must hold "
             f"{'true/false' if target.kind == 'b' else 'numbers'}, got {found}"
         )
-    if target.kind != "b" and kind != "b" and _holds_bool(data):
+    # numpy reads true/false among numbers as 1 and 0, so only an array holding a 0 or a 1 can
+    # hide one: the scan of every element's type (as long as numpy's read) is skipped otherwise.
+    if (
+        target.kind != "b"
+        and kind != "b"
+        and ((array == 0) | (array == 1)).any()
+        and _holds_bool(data)
+    ):
         raise InferenceError.invalid(f"input '{name}': {datatype.value} data must hold numbers")
     if target.kind in "iu" and kind in "iu":
         info = np.iinfo(target)

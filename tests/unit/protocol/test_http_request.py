@@ -533,6 +533,21 @@ def test_json_values_of_the_wrong_type_are_invalid(datatype, value, message):
 
 
 @pytest.mark.parametrize(
+    ("datatype", "data"),
+    [("FP32", [[0.5, True]]), ("INT32", [[2, 7, False]]), ("FP64", [[0.25, 1.5], [True, 3.5]])],
+)
+def test_true_and_false_among_numbers_are_invalid(datatype, data):
+    shape = [len(data), len(data[0])]
+    message = invalid(one_input(datatype=datatype, shape=shape, data=data))
+    assert message == f"input 'x': {datatype} data must hold numbers"
+
+
+def test_zeros_and_ones_are_numbers():
+    request = decode(one_input(datatype="FP32", shape=[1, 3], data=[[0.0, 1, 0.5]]))
+    np.testing.assert_array_equal(request.inputs[0].data, [[0.0, 1.0, 0.5]])
+
+
+@pytest.mark.parametrize(
     ("datatype", "value", "expected"),
     [
         ("INT8", 3.0, 3),
