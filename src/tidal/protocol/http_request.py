@@ -48,41 +48,47 @@ def _parse_json(text: bytes | memoryview) -> Any:
     accepts and perf_analyzer sends: on a refusal, quote those literals and parse again, then
     turn the quoted forms in floating-point inputs back into floats."""
     check_json_depth(text)  # orjson recurses: refuse nesting it cannot take
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        error = exc
-    quoted = _quote_special_floats(bytes(text))
+    raw = bytes(text)
+    # Looked for before parsing: a refused parse would have cost up to a whole parse.
+    quoted = _quote_special_floats(raw)
     if quoted is not None:
         try:
             header = orjson.loads(quoted)
         except orjson.JSONDecodeError:
-            pass
+            pass  # the error names the original text's fault, below
         else:
             _restore_special_floats(header)
             return header
-    raise InferenceError.invalid(f"failed to parse the request JSON: {error}") from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InferenceError.invalid(f"failed to parse the request JSON: {exc}") from None
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_QUOTE = re.compile(rb'"')
 
 
 def _quote_special_floats(text: bytes) -> bytes | None:
     """``text`` with every NaN / Infinity / -Infinity outside strings quoted; None if none."""
-    if b"NaN" not in text and b"Infinity" not in text:
+    spans = _special_float_spans(text)
+    if not spans:
         return None
+    strings: list[tuple[int, int]] = []
     if b"\\" in text:  # escapes: find the strings exactly (slower, and rare)
         strings = [m.span() for m in _JSON_STRING.finditer(text)]
-    else:
-        quotes = [m.start() for m in _QUOTE.finditer(text)]
-        strings = list(zip(quotes[::2], quotes[1::2], strict=False))
     parts, start, index = [], 0, 0
-    for position, end in _special_float_spans(text):
-        while index < len(strings) and strings[index][1] <= position:
-            index += 1
-        if index < len(strings) and strings[index][0] <= position:
-            continue  # inside a string
+    quotes, counted = 0, 0  # without escapes: inside a string after an odd number of quotes
+    for position, end in spans:
+        if strings:
+            while index < len(strings) and strings[index][1] <= position:
+                index += 1
+            if index < len(strings) and strings[index][0] <= position:
+                continue
+        else:
+            quotes += text.count(b'"', counted, position)
+            counted = position
+            if quotes % 2:
+                continue
         parts += (text[start:position], b'"', text[position:end], b'"')
         start = end
     if not parts:
@@ -92,14 +98,17 @@ def _quote_special_floats(text: bytes) -> bytes | None:
 
 
 def _special_float_spans(text: bytes) -> list[tuple[int, int]]:
-    """Where NaN, Infinity and -Infinity occur, in order (bytes.find: much faster than re)."""
+    """Where NaN, Infinity and -Infinity occur, in order. Found by their first letter: a
+    one-byte find runs at memchr speed, several times faster than finding the whole word, and
+    numbers hold no other capital N or I."""
     spans = []
-    for word in (b"NaN", b"Infinity"):
-        position = text.find(word)
+    for letter, word in ((b"N", b"NaN"), (b"I", b"Infinity")):
+        position = text.find(letter)
         while position >= 0:
-            start = position - 1 if position and text[position - 1] == 45 else position  # "-"
-            spans.append((start, position + len(word)))
-            position = text.find(word, position + len(word))
+            if text.startswith(word, position):
+                start = position - 1 if position and text[position - 1] == 45 else position  # -
+                spans.append((start, position + len(word)))
+            position = text.find(letter, position + 1)
     spans.sort()
     return spans
 

@@ -723,6 +723,25 @@ def test_special_float_words_inside_strings_are_left_alone():
     assert request.inputs[0].data.tolist() == [-np.inf, 2.5]
 
 
+def test_special_float_words_in_strings_without_escapes_are_left_alone():
+    # no backslash anywhere: strings are told apart by counting quotes
+    body = (
+        b'{"id": "INPUT NaN Infinity", "inputs":[{"name":"IN","datatype":"FP64","shape":[4],'
+        b'"data":[NaN, 1.5, -Infinity, Infinity]}], "parameters": {"Infinity": "-Infinity"}}'
+    )
+    request = decode_infer_request(body, None, "m", None)
+    assert request.id == "INPUT NaN Infinity"
+    assert request.parameters == {"Infinity": "-Infinity"}
+    data = request.inputs[0].data
+    assert np.isnan(data[0]) and data[1:].tolist() == [1.5, -np.inf, np.inf]
+
+
+def test_a_body_that_is_not_json_names_the_fault_even_with_special_floats():
+    with pytest.raises(InferenceError) as info:
+        decode_infer_request(b'{"inputs": [NaN, }', None, "m", None)
+    assert info.value.message.startswith("failed to parse the request JSON")
+
+
 @pytest.mark.parametrize("data", [b"[NaN, true]", b'[NaN, "abc"]', b"[[NaN], [1, 2]]"])
 def test_special_floats_beside_bad_values_are_still_refused(data):
     body = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"data":%b}]}' % data
