@@ -122,13 +122,14 @@ def _restore_special_floats(header: Any) -> None:
         data = raw.get("data")
         if not isinstance(data, list):
             continue
-        if _holds_bool(data):
-            continue  # refused later with the usual message
         try:
             # numpy reads the strings "NaN", "Infinity" and "-Infinity" as those floats
-            raw["data"] = np.array(data, dtype=np.float64)
+            array = np.array(data, dtype=np.float64)
         except (ValueError, TypeError):
             continue  # other strings or ragged lists: refused later with the usual message
+        if _may_hide_bools(array) and _holds_bool(data):
+            continue  # true/false, which numpy read as 1 and 0: refused later, likewise
+        raw["data"] = array
 
 
 def decode_raw_binary_request(
@@ -277,14 +278,7 @@ def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
             f"input '{name}': {datatype.value} data must hold "
             f"{'true/false' if target.kind == 'b' else 'numbers'}, got {found}"
         )
-    # numpy reads true/false among numbers as 1 and 0, so only an array holding a 0 or a 1 can
-    # hide one: the scan of every element's type (as long as numpy's read) is skipped otherwise.
-    if (
-        target.kind != "b"
-        and kind != "b"
-        and ((array == 0) | (array == 1)).any()
-        and _holds_bool(data)
-    ):
+    if target.kind != "b" and kind != "b" and _may_hide_bools(array) and _holds_bool(data):
         raise InferenceError.invalid(f"input '{name}': {datatype.value} data must hold numbers")
     if target.kind in "iu" and kind in "iu":
         info = np.iinfo(target)
@@ -293,6 +287,12 @@ def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
                 f"input '{name}': a value is out of range for {datatype.value}"
             )
     return array.astype(target, copy=False)
+
+
+def _may_hide_bools(array: np.ndarray) -> bool:
+    """numpy reads true/false among numbers as 1 and 0, so only an array holding a 0 or a 1
+    can hide one: the scan of every element's type (``_holds_bool``) is needed only then."""
+    return bool(((array == 0) | (array == 1)).any())
 
 
 def _holds_bool(data: list) -> bool:
