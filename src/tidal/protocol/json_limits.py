@@ -22,8 +22,9 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 def check_json_depth(text: bytes | memoryview, limit: int = MAX_JSON_NESTING_DEPTH) -> None:
     """Raise INVALID_ARG when ``text`` nests arrays and objects deeper than ``limit``."""
     data = bytes(text) if isinstance(text, memoryview) else text
-    # Fast path, in C: fewer brackets in all than the limit cannot nest beyond it.
-    if data.count(b"[") + data.count(b"{") <= limit:
+    # Fast path, vectorised: fewer opening brackets in all than the limit cannot nest beyond
+    # it. "[" is 0x5B and "{" 0x7B; setting bit 0x20 maps both, and no other byte, to 0x7B.
+    if np.count_nonzero((np.frombuffer(data, np.uint8) | 0x20) == 0x7B) <= limit:
         return
     if _max_depth(data) <= limit:
         return
