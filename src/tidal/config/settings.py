@@ -11,7 +11,8 @@ DEFAULT_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
 
 
 def _opt(help_text: str, **extra: object) -> dict[str, object]:
-    return {"metadata": {"help": help_text, **extra}}
+    """A field's metadata: its help text and extra argparse settings (``metavar``...)."""
+    return {"help": help_text, **extra}
 
 
 @dataclass(frozen=True)
@@ -21,120 +22,128 @@ class ServerSettings:
 
     model_repository: tuple[str, ...] = field(
         default=(),
-        **_opt("Path of a model repository (repeatable). Default: the built-in example."),
+        metadata=_opt("Path of a model repository (repeatable). Default: the built-in example."),
     )
-    http_port: int = field(default=8000, **_opt("HTTP port (0 picks a free port)."))
-    http_address: str = field(default="0.0.0.0", **_opt("Address the HTTP service binds."))
+    http_port: int = field(default=8000, metadata=_opt("HTTP port (0 picks a free port)."))
+    http_address: str = field(default="0.0.0.0", metadata=_opt("Address the HTTP service binds."))
     http_listen_fd: int = field(
         default=-1,
-        **_opt(
+        metadata=_opt(
             "Serve HTTP on this inherited, already listening socket instead of binding "
             "--http-port; several processes given the same socket share its accept queue, so "
             "one can replace another without refusing a connection (-1: bind).",
             metavar="FD",
         ),
     )
-    grpc_port: int = field(default=8001, **_opt("gRPC port (0 picks a free port)."))
-    grpc_address: str = field(default="0.0.0.0", **_opt("Address the gRPC service binds."))
-    allow_grpc: bool = field(default=True, **_opt("Serve the gRPC inference service."))
+    grpc_port: int = field(default=8001, metadata=_opt("gRPC port (0 picks a free port)."))
+    grpc_address: str = field(default="0.0.0.0", metadata=_opt("Address the gRPC service binds."))
+    allow_grpc: bool = field(default=True, metadata=_opt("Serve the gRPC inference service."))
     grpc_transport: str = field(
         default="tidal",
-        **_opt("gRPC transport: 'tidal' (tidal's own HTTP/2 server, fast) or 'aio' (grpc.aio)."),
+        metadata=_opt(
+            "gRPC transport: 'tidal' (tidal's own HTTP/2 server, fast) or 'aio' (grpc.aio)."
+        ),
     )
     grpc_keepalive_time: int = field(
         default=7_200_000,
-        **_opt("Milliseconds without input before the server pings a gRPC client."),
+        metadata=_opt("Milliseconds without input before the server pings a gRPC client."),
     )
     grpc_keepalive_timeout: int = field(
         default=20_000,
-        **_opt("Milliseconds to wait for a keepalive ping's ACK before closing."),
+        metadata=_opt("Milliseconds to wait for a keepalive ping's ACK before closing."),
     )
     grpc_keepalive_permit_without_calls: bool = field(
         default=False,
-        **_opt("Keepalive pings (both ways) are allowed on gRPC connections with no call open."),
+        metadata=_opt(
+            "Keepalive pings (both ways) are allowed on gRPC connections with no call open."
+        ),
     )
     grpc_http2_max_pings_without_data: int = field(
         default=2,
-        **_opt(
+        metadata=_opt(
             "Keepalive pings the server sends with no data in between before it spaces them "
             "a minute apart (0 = no limit)."
         ),
     )
     grpc_http2_min_recv_ping_interval_without_data: int = field(
         default=300_000,
-        **_opt(
+        metadata=_opt(
             "Milliseconds expected between two client pings while the server sends no data; "
             "an earlier ping is a strike."
         ),
     )
     grpc_http2_max_ping_strikes: int = field(
         default=2,
-        **_opt(
+        metadata=_opt(
             "Ping strikes tolerated before GOAWAY ENHANCE_YOUR_CALM 'too_many_pings' "
             "(0 = no limit)."
         ),
     )
     grpc_max_connection_idle_ms: int = field(
         default=0,
-        **_opt(
+        metadata=_opt(
             "Close a gRPC connection (GOAWAY, then close) this many milliseconds after its "
             "last call ended (0 = never)."
         ),
     )
     metrics_port: int = field(
-        default=8002, **_opt("Prometheus metrics port, serving /metrics (0 picks a free port).")
+        default=8002,
+        metadata=_opt("Prometheus metrics port, serving /metrics (0 picks a free port)."),
     )
     metrics_address: str = field(
-        default="", **_opt("Address the metrics service binds. Default: the HTTP address.")
+        default="", metadata=_opt("Address the metrics service binds. Default: the HTTP address.")
     )
-    allow_metrics: bool = field(default=True, **_opt("Serve Prometheus metrics."))
+    allow_metrics: bool = field(default=True, metadata=_opt("Serve Prometheus metrics."))
     allow_cpu_metrics: bool = field(
-        default=True, **_opt("Include process and host CPU and memory metrics.")
+        default=True, metadata=_opt("Include process and host CPU and memory metrics.")
     )
     metrics_latency_buckets: str = field(
         default=",".join(f"{b:g}" for b in DEFAULT_LATENCY_BUCKETS),
-        **_opt("Latency histogram bucket bounds in seconds, comma-separated ('' for none)."),
+        metadata=_opt("Latency histogram bucket bounds in seconds, comma-separated ('' for none)."),
     )
     access_log: str = field(
-        default="", **_opt("Write a JSON line per HTTP request to this file ('-': stdout).")
+        default="", metadata=_opt("Write a JSON line per HTTP request to this file ('-': stdout).")
     )
     disable_auto_complete_config: bool = field(
-        default=False, **_opt("Do not complete missing model configuration from the model file.")
+        default=False,
+        metadata=_opt("Do not complete missing model configuration from the model file."),
     )
     strict_model_config: bool | None = field(
         default=None,
-        **_opt("Old spelling: true requires a complete config.pbtxt, false auto-completes."),
+        metadata=_opt("Old spelling: true requires a complete config.pbtxt, false auto-completes."),
     )
     exit_on_error: bool = field(
-        default=True, **_opt("Exit when a model fails to load at start-up.")
+        default=True, metadata=_opt("Exit when a model fails to load at start-up.")
     )
     strict_readiness: bool = field(
-        default=True, **_opt("Report ready only when every model is ready.")
+        default=True, metadata=_opt("Report ready only when every model is ready.")
     )
     model_control_mode: str = field(
         default="none",
-        **_opt(
+        metadata=_opt(
             "none: load every model at start-up; poll: also follow changes on disk; "
             "explicit: load and unload through the repository API."
         ),
     )
     load_model: tuple[str, ...] = field(
         default=(),
-        **_opt(
+        metadata=_opt(
             "In explicit mode, a model to load at start-up (repeatable; '*' loads all).",
             metavar="NAME",
         ),
     )
     repository_poll_secs: float = field(
-        default=15.0, **_opt("Seconds between two polls of the repositories in poll mode.")
+        default=15.0, metadata=_opt("Seconds between two polls of the repositories in poll mode.")
     )
     exit_timeout_secs: int = field(
         default=30,
-        **_opt("Seconds to let accepted requests finish after SIGTERM before cancelling them."),
+        metadata=_opt(
+            "Seconds to let accepted requests finish after SIGTERM before cancelling them."
+        ),
     )
     shutdown_delay_secs: float = field(
         default=0.0,
-        **_opt(
+        metadata=_opt(
             "Seconds to go on serving after SIGTERM with readiness false, every response "
             "closing its connection, so load balancers and keep-alive clients move to other "
             "replicas before new requests are refused (on --http-listen-fd new connections "
@@ -143,11 +152,11 @@ class ServerSettings:
     )
     http_max_input_size: int = field(
         default=64 * 1024 * 1024,
-        **_opt("Largest HTTP request body in bytes, also after decompression."),
+        metadata=_opt("Largest HTTP request body in bytes, also after decompression."),
     )
     log_verbose: int = field(
         default=0,
-        **_opt(
+        metadata=_opt(
             "Verbose logging: 1 logs tidal's debug messages and each request, 2 and up also "
             "the libraries' (0 = off)."
         ),
@@ -155,7 +164,7 @@ class ServerSettings:
 
     auth_keys_file: str = field(
         default="",
-        **_opt(
+        metadata=_opt(
             "Require 'Authorization: Bearer <key>' on HTTP and gRPC, checked against this keys "
             "file (from 'tidal keys generate'). Default: no authentication.",
             metavar="PATH",
@@ -163,17 +172,17 @@ class ServerSettings:
     )
     auth_open_path: tuple[str, ...] = field(
         default=("/", "/v2/health/live", "/v2/health/ready"),
-        **_opt(
+        metadata=_opt(
             "With --auth-keys-file, an HTTP path served without a key (repeatable; replaces "
             "the default health paths; '' for none).",
             metavar="PATH",
         ),
     )
     ssl_certfile: str = field(
-        default="", **_opt("Serve HTTP and gRPC over TLS with this PEM certificate chain.")
+        default="", metadata=_opt("Serve HTTP and gRPC over TLS with this PEM certificate chain.")
     )
     ssl_keyfile: str = field(
-        default="", **_opt("The PEM private key of --ssl-certfile.", metavar="PATH")
+        default="", metadata=_opt("The PEM private key of --ssl-certfile.", metavar="PATH")
     )
 
     def __post_init__(self) -> None:

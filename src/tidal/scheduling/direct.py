@@ -44,9 +44,7 @@ class DirectScheduler:
             size = request.inputs[0].shape[0] if self._batching and request.inputs else 1
             stats.record_execution(size, phases)
             queue_ns = started - arrived
-            input_ns, infer_ns, output_ns = phases
-            total_ns = time.perf_counter_ns() - arrived
-            stats.record_success(total_ns, queue_ns, infer_ns, input_ns, output_ns)
+            stats.record_success(time.perf_counter_ns() - arrived, queue_ns, phases)
             timing = CURRENT_TIMING.get()
             if timing is not None:
                 timing.add(queue_ns, phases)  # added: an ensemble's steps add up

@@ -149,8 +149,7 @@ class DynamicBatchScheduler:
         finally:
             self.inflight -= 1
         total_ns = time.perf_counter_ns() - pending.arrived_ns
-        input_ns, infer_ns, output_ns = pending.phases
-        stats.record_success(total_ns, pending.queue_ns, infer_ns, input_ns, output_ns)
+        stats.record_success(total_ns, pending.queue_ns, pending.phases)
         timing = CURRENT_TIMING.get()
         if timing is not None:
             timing.add(pending.queue_ns, pending.phases)  # added: an ensemble's steps add up

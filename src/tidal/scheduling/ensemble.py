@@ -71,13 +71,7 @@ class EnsembleScheduler:
             self._admission.leave()
         # The ensemble's queue and compute times are its steps' sums, as in Triton.
         total_ns = time.perf_counter_ns() - arrived
-        stats.record_success(
-            total_ns,
-            steps_timing.queue_ns,
-            steps_timing.compute_infer_ns,
-            steps_timing.compute_input_ns,
-            steps_timing.compute_output_ns,
-        )
+        stats.record_success(total_ns, steps_timing.queue_ns, steps_timing.phases())
         batched = self._config.batching and request.inputs
         stats.inference_count += request.inputs[0].shape[0] if batched else 1
         stats.execution_count += 1

@@ -116,6 +116,9 @@ class RequestTiming:
     def compute_ns(self) -> int:
         return self.compute_input_ns + self.compute_infer_ns + self.compute_output_ns
 
+    def phases(self) -> Phases:
+        return Phases(self.compute_input_ns, self.compute_infer_ns, self.compute_output_ns)
+
     def add(self, queue_ns: int, phases: Phases) -> None:
         """Add one execution's share (an ensemble's steps each add theirs)."""
         self.queue_ns += queue_ns
@@ -177,11 +180,10 @@ class ModelStatistics:
             tuple(LatencyHistogram(bounds) for _ in range(3)) if bounds else None
         )
 
-    def record_success(
-        self, total_ns: int, queue_ns: int, infer_ns: int, input_ns: int = 0, output_ns: int = 0
-    ) -> None:
-        """A request answered successfully, with its time in each phase."""
+    def record_success(self, total_ns: int, queue_ns: int, phases: Phases) -> None:
+        """A request answered successfully: its whole time, its queueing and its execution."""
         # Inlined rather than Duration.add: this runs once per request on the event loop.
+        input_ns, infer_ns, output_ns = phases
         success, queue, infer = self.success, self.queue, self.compute_infer
         success.count += 1
         success.ns += total_ns

@@ -23,8 +23,8 @@ MS = 1_000_000
 
 def _stats() -> ModelStatistics:
     stats = ModelStatistics(latency_bounds_ns=(1 * MS, 10 * MS))
-    stats.record_success(2 * MS, 500_000, 1 * MS, 100_000, 50_000)
-    stats.record_success(20 * MS, 4 * MS, 12 * MS, 300_000, 150_000)
+    stats.record_success(2 * MS, 500_000, Phases(100_000, 1 * MS, 50_000))
+    stats.record_success(20 * MS, 4 * MS, Phases(300_000, 12 * MS, 150_000))
     stats.record_failure(BACKEND, MS)
     stats.record_failure(OTHER, MS)
     stats.record_failure(OTHER, MS)
@@ -113,7 +113,7 @@ def test_batch_size_histogram_groups_executions_by_powers_of_two():
 
 def test_no_histograms_when_they_are_off():
     stats = ModelStatistics(latency_bounds_ns=())
-    stats.record_success(MS, 0, MS)
+    stats.record_success(MS, 0, Phases(0, MS, 0))
     text, _ = _scrape(("m", 1, stats))
     assert "duration_seconds" not in text
     assert 'nv_inference_request_success{model="m",version="1"} 1.0' in text

@@ -159,8 +159,8 @@ def test_statistics_json():
     stats = ModelStatistics()
     stats.record_execution(4, Phases(40, 1000, 20))  # one execution holding 4 samples
     stats.record_execution(1, Phases(7, 500, 3))
-    stats.record_success(300, 20, 250, 10, 5)  # total, queue, compute infer, input, output
-    stats.record_success(400, 30, 500, 7, 3)
+    stats.record_success(300, 20, Phases(10, 250, 5))  # total, queue, compute infer, input, output
+    stats.record_success(400, 30, Phases(7, 500, 3))
     stats.record_failure(OTHER, 50)
     (entry,) = statistics_json([("m", 3, stats)])["model_stats"]
     last = entry.pop("last_inference")

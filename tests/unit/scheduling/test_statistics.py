@@ -41,8 +41,10 @@ MS = 1_000_000  # nanoseconds
 
 def test_success_counts_every_phase_and_the_last_inference_time():
     stats = ModelStatistics()
-    stats.record_success(5 * MS, 1 * MS, 3 * MS, 200, 100)
-    stats.record_success(7 * MS, 2 * MS, 4 * MS)  # an instance that does not split its time
+    stats.record_success(5 * MS, 1 * MS, Phases(200, 3 * MS, 100))
+    stats.record_success(
+        7 * MS, 2 * MS, Phases(0, 4 * MS, 0)
+    )  # an instance that does not split its time
     assert (stats.success.count, stats.success.ns) == (2, 12 * MS)
     assert (stats.queue.count, stats.queue.ns) == (2, 3 * MS)
     assert (stats.compute_infer.count, stats.compute_infer.ns) == (2, 7 * MS)
@@ -84,9 +86,9 @@ def test_executions_are_counted_per_batch_size():
 
 def test_histograms_count_each_phase_into_le_buckets():
     stats = ModelStatistics(latency_bounds_ns=(1 * MS, 10 * MS))
-    stats.record_success(1 * MS, 0, 1 * MS)  # exactly on a bound: that bucket ("le")
-    stats.record_success(5 * MS, 2 * MS, 3 * MS)
-    stats.record_success(50 * MS, 20 * MS, 30 * MS)
+    stats.record_success(1 * MS, 0, Phases(0, 1 * MS, 0))  # exactly on a bound: that bucket ("le")
+    stats.record_success(5 * MS, 2 * MS, Phases(0, 3 * MS, 0))
+    stats.record_success(50 * MS, 20 * MS, Phases(0, 30 * MS, 0))
     phases = {name: (duration, histogram) for name, duration, histogram in stats.latency_phases()}
     assert list(phases) == ["request", "queue", "compute_infer"]
     request, histogram = phases["request"]
@@ -98,7 +100,7 @@ def test_histograms_count_each_phase_into_le_buckets():
 
 def test_histograms_can_be_turned_off():
     stats = ModelStatistics(latency_bounds_ns=())
-    stats.record_success(MS, 0, MS)
+    stats.record_success(MS, 0, Phases(0, MS, 0))
     assert stats.histograms is None
     assert stats.latency_phases() == []
     assert stats.success.count == 1
