@@ -127,7 +127,8 @@ class TensorModelInstance(ABC):
                 continue
             spec = self._outputs[name]
             array = _as_declared(array, spec, batch_size if self.config.batching else None)
-            outputs.append(InferOutput(name, spec.data_type, array.shape, array))
+            data_type = spec.data_type or DataType.from_numpy(array.dtype)
+            outputs.append(InferOutput(name, data_type, array.shape, array))
         return InferResponse(
             model_name=request.model_name,
             model_version=self.version,

@@ -462,7 +462,7 @@ def _example(torch: Any, tensor: TensorConfig, shape: tuple[int, ...]) -> Any:
 
 def _describe_outputs(model: str, values: list[Any]) -> list[tuple[DataType, tuple[int, ...]]]:
     torch_names = {name: data_type for data_type, name in _TORCH_TYPES.items()}
-    described = []
+    described: list[tuple[DataType, tuple[int, ...]]] = []
     for index, value in enumerate(values):
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             described.append((DataType.BYTES, (len(value),)))

@@ -37,62 +37,14 @@ def check_ensemble_config(config: ModelConfig) -> None:
     """Raise ``ConfigError`` when the ensemble's own graph cannot work: missing step fields, a
     tensor written twice, an input no step reads, an output no step writes, an unused tensor."""
     where = f"ensemble '{config.name}'"
-    if not config.is_ensemble:
-        raise ConfigError(
-            f"model '{config.name}': ensemble_scheduling needs platform \"{ENSEMBLE_PLATFORM}\", "
-            f"got '{config.platform}'"
-        )
-    if config.instance_groups:
-        raise ConfigError(f"{where}: instance_group must not be set for an ensemble")
-    if config.model_warmup:
-        raise ConfigError(f"{where}: model_warmup must not be set for an ensemble")
-    if not config.ensemble_steps:
-        raise ConfigError(f"{where}: ensemble_scheduling has no step")
-    writer: dict[str, int] = {}
-    for index, step in enumerate(config.ensemble_steps):
-        label = f"{where}: step {index}"
-        if not step.model_name:
-            raise ConfigError(f"{label} has no model_name")
-        if not step.input_map:
-            raise ConfigError(f"{label} (model '{step.model_name}') has no input_map")
-        if not step.output_map:
-            raise ConfigError(f"{label} (model '{step.model_name}') has no output_map")
-        for tensor in step.output_map.values():
-            if tensor in writer:
-                raise ConfigError(
-                    f"{where}: ensemble tensor '{tensor}' is written by step {writer[tensor]} "
-                    f"and step {index}; a tensor can appear in only one output_map"
-                )
-            writer[tensor] = index
+    _check_ensemble_fields(config, where)
+    writer = _step_writers(config, where)
     inputs = [t.name for t in config.inputs]
-    for name in inputs:
-        if name in writer:
-            raise ConfigError(
-                f"{where}: ensemble input '{name}' is also written by step {writer[name]}"
-            )
     read = {t for step in config.ensemble_steps for t in step.input_map.values()}
-    for name in inputs:
-        if name not in read:
-            raise ConfigError(f"{where}: ensemble input '{name}' is not used by any step")
+    _check_ensemble_inputs(inputs, writer, read, where)
     available = _flow(config.ensemble_steps, set(inputs))
-    for output in config.outputs:
-        if output.name not in writer:
-            raise ConfigError(
-                f"{where}: ensemble output '{output.name}' is not written by any step"
-            )
-        if output.name not in available:
-            raise ConfigError(
-                f"{where}: ensemble output '{output.name}' is never written: "
-                + _blocked_reason(config, writer[output.name], available, writer)
-            )
-    outputs = {t.name for t in config.outputs}
-    for name, index in writer.items():
-        if name not in outputs and name not in read:
-            raise ConfigError(
-                f"{where}: ensemble tensor '{name}' written by step {index} (model "
-                f"'{config.ensemble_steps[index].model_name}') is unused; drop it from the "
-                "step's output_map"
-            )
+    _check_ensemble_outputs(config, writer, available, where)
+    _check_unused_tensors(config, writer, read, where)
     for index, step in enumerate(config.ensemble_steps):
         if not set(step.input_map.values()) <= available:
             raise ConfigError(
@@ -115,40 +67,14 @@ def check_ensemble_steps(
         shapes[tensor.name] = _TensorUse.of(tensor, config, f"ensemble '{config.name}'")
     for index, step in enumerate(config.ensemble_steps):
         label = f"{where}: step {index} (model '{step.model_name}')"
-        try:
-            model = step_config(step.model_name, step_version(step))
-        except (InferenceError, ConfigError) as exc:
-            message = exc.message if isinstance(exc, InferenceError) else str(exc)
-            raise ConfigError(f"{label}: the model is not available: {message}") from None
+        model = _step_model(step, step_config, label)
         if model.batching and model.max_batch_size < config.max_batch_size:
             raise ConfigError(
                 f"{where} allows max_batch_size {config.max_batch_size} but its step model "
                 f"'{step.model_name}' only {model.max_batch_size}"
             )
-        for model_input, tensor in step.input_map.items():
-            spec = model.input(model_input)
-            if spec is None:
-                raise ConfigError(
-                    f"{label}: input_map maps ensemble tensor '{tensor}' to '{model_input}', "
-                    f"which is not an input of the model (its inputs: "
-                    f"{', '.join(t.name for t in model.inputs)})"
-                )
-            _merge(shapes, tensor, _TensorUse.of(spec, model, f"model '{step.model_name}'"), where)
-        for spec in model.inputs:
-            if spec.name not in step.input_map and not spec.optional:
-                raise ConfigError(
-                    f"{label}: the model's input '{spec.name}' is not mapped to any ensemble "
-                    "tensor in input_map"
-                )
-        for model_output, tensor in step.output_map.items():
-            spec = model.output(model_output)
-            if spec is None:
-                raise ConfigError(
-                    f"{label}: output_map maps '{model_output}' to ensemble tensor '{tensor}', "
-                    f"but the model has no such output (its outputs: "
-                    f"{', '.join(t.name for t in model.outputs)})"
-                )
-            _merge(shapes, tensor, _TensorUse.of(spec, model, f"model '{step.model_name}'"), where)
+        _check_step_inputs(step, model, shapes, label, where)
+        _check_step_outputs(step, model, shapes, label, where)
 
 
 def ensemble_load_order(folders: Mapping[str, Path]) -> tuple[list[str], list[str]]:
@@ -183,6 +109,135 @@ def ensemble_load_order(folders: Mapping[str, Path]) -> tuple[list[str], list[st
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _check_ensemble_fields(config: ModelConfig, where: str) -> None:
+    """The ensemble's own fields: the platform, and none of what only real models take."""
+    if not config.is_ensemble:
+        raise ConfigError(
+            f"model '{config.name}': ensemble_scheduling needs platform \"{ENSEMBLE_PLATFORM}\", "
+            f"got '{config.platform}'"
+        )
+    if config.instance_groups:
+        raise ConfigError(f"{where}: instance_group must not be set for an ensemble")
+    if config.model_warmup:
+        raise ConfigError(f"{where}: model_warmup must not be set for an ensemble")
+    if not config.ensemble_steps:
+        raise ConfigError(f"{where}: ensemble_scheduling has no step")
+
+
+def _step_writers(config: ModelConfig, where: str) -> dict[str, int]:
+    """Each ensemble tensor a step writes, with that step's index; every step complete."""
+    writer: dict[str, int] = {}
+    for index, step in enumerate(config.ensemble_steps):
+        label = f"{where}: step {index}"
+        if not step.model_name:
+            raise ConfigError(f"{label} has no model_name")
+        if not step.input_map:
+            raise ConfigError(f"{label} (model '{step.model_name}') has no input_map")
+        if not step.output_map:
+            raise ConfigError(f"{label} (model '{step.model_name}') has no output_map")
+        for tensor in step.output_map.values():
+            if tensor in writer:
+                raise ConfigError(
+                    f"{where}: ensemble tensor '{tensor}' is written by step {writer[tensor]} "
+                    f"and step {index}; a tensor can appear in only one output_map"
+                )
+            writer[tensor] = index
+    return writer
+
+
+def _check_ensemble_inputs(
+    inputs: list[str], writer: dict[str, int], read: set[str], where: str
+) -> None:
+    for name in inputs:
+        if name in writer:
+            raise ConfigError(
+                f"{where}: ensemble input '{name}' is also written by step {writer[name]}"
+            )
+    for name in inputs:
+        if name not in read:
+            raise ConfigError(f"{where}: ensemble input '{name}' is not used by any step")
+
+
+def _check_ensemble_outputs(
+    config: ModelConfig, writer: dict[str, int], available: set[str], where: str
+) -> None:
+    for output in config.outputs:
+        if output.name not in writer:
+            raise ConfigError(
+                f"{where}: ensemble output '{output.name}' is not written by any step"
+            )
+        if output.name not in available:
+            raise ConfigError(
+                f"{where}: ensemble output '{output.name}' is never written: "
+                + _blocked_reason(config, writer[output.name], available, writer)
+            )
+
+
+def _check_unused_tensors(
+    config: ModelConfig, writer: dict[str, int], read: set[str], where: str
+) -> None:
+    outputs = {t.name for t in config.outputs}
+    for name, index in writer.items():
+        if name not in outputs and name not in read:
+            raise ConfigError(
+                f"{where}: ensemble tensor '{name}' written by step {index} (model "
+                f"'{config.ensemble_steps[index].model_name}') is unused; drop it from the "
+                "step's output_map"
+            )
+
+
+def _step_model(
+    step: EnsembleStep, step_config: Callable[[str, int | None], ModelConfig], label: str
+) -> ModelConfig:
+    try:
+        return step_config(step.model_name, step_version(step))
+    except (InferenceError, ConfigError) as exc:
+        message = exc.message if isinstance(exc, InferenceError) else str(exc)
+        raise ConfigError(f"{label}: the model is not available: {message}") from None
+
+
+def _check_step_inputs(
+    step: EnsembleStep,
+    model: ModelConfig,
+    shapes: dict[str, _TensorUse],
+    label: str,
+    where: str,
+) -> None:
+    for model_input, tensor in step.input_map.items():
+        spec = model.input(model_input)
+        if spec is None:
+            raise ConfigError(
+                f"{label}: input_map maps ensemble tensor '{tensor}' to '{model_input}', "
+                f"which is not an input of the model (its inputs: "
+                f"{', '.join(t.name for t in model.inputs)})"
+            )
+        _merge(shapes, tensor, _TensorUse.of(spec, model, f"model '{step.model_name}'"), where)
+    for spec in model.inputs:
+        if spec.name not in step.input_map and not spec.optional:
+            raise ConfigError(
+                f"{label}: the model's input '{spec.name}' is not mapped to any ensemble "
+                "tensor in input_map"
+            )
+
+
+def _check_step_outputs(
+    step: EnsembleStep,
+    model: ModelConfig,
+    shapes: dict[str, _TensorUse],
+    label: str,
+    where: str,
+) -> None:
+    for model_output, tensor in step.output_map.items():
+        spec = model.output(model_output)
+        if spec is None:
+            raise ConfigError(
+                f"{label}: output_map maps '{model_output}' to ensemble tensor '{tensor}', "
+                f"but the model has no such output (its outputs: "
+                f"{', '.join(t.name for t in model.outputs)})"
+            )
+        _merge(shapes, tensor, _TensorUse.of(spec, model, f"model '{step.model_name}'"), where)
 
 
 def _flow(steps: tuple[EnsembleStep, ...], available: set[str]) -> set[str]:

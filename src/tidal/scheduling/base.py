@@ -10,7 +10,10 @@ from tidal.core.types import InferRequest, InferResponse
 class Scheduler(Protocol):
     """Takes requests for one model version and runs them on its instances."""
 
-    inflight: int
+    @property
+    def inflight(self) -> int:
+        """Requests accepted and not yet answered."""
+        ...
 
     async def submit(self, request: InferRequest) -> InferResponse:
         """Run one request; raise ``InferenceError`` when it fails."""

@@ -199,10 +199,10 @@ class ModelStatistics:
         self.last_inference_ms = time.time_ns() // 1_000_000
         histograms = self.histograms
         if histograms is not None:
-            request, queue, compute_infer = histograms
-            request.observe(total_ns)
-            queue.observe(queue_ns)
-            compute_infer.observe(infer_ns)
+            request_histogram, queue_histogram, infer_histogram = histograms
+            request_histogram.observe(total_ns)
+            queue_histogram.observe(queue_ns)
+            infer_histogram.observe(infer_ns)
 
     def record_failure(self, reason: int, total_ns: int) -> None:
         """A request that ended in an error (``reason`` is REJECTED, CANCELED, ...)."""
