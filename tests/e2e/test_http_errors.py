@@ -116,22 +116,22 @@ def test_element_count_mismatch_is_400(http, count):
     error_message(_post(http, "add_sub_int32", body), 400)
 
 
-def test_json_values_of_wrong_type_are_400(http):
+def test_json_values_of_wrong_type_are_500_as_in_triton(http):
     body = _add_sub_body()
     body["inputs"][0]["data"] = ["a"] * 16
-    error_message(_post(http, "add_sub_int32", body), 400)
+    error_message(_post(http, "add_sub_int32", body), 500)
 
 
 @pytest.mark.parametrize(
-    ("model", "datatype", "data"),
+    ("model", "datatype", "data", "status"),
     [
-        ("identity_int8", "INT8", [1.5, 1]),
-        ("identity_int32", "INT32", [True, 1]),
-        ("identity_uint8", "UINT8", [-1, 1]),
-        ("identity_bool", "BOOL", [1, 0]),
-        ("identity_bytes", "BYTES", [1, "a"]),
-        ("identity_fp32", "FP32", ["1.0", 2.0]),
-        ("identity_fp32", "FP32", [None, 2.0]),
+        ("identity_int8", "INT8", [1.5, 1], 500),
+        ("identity_int32", "INT32", [True, 1], 500),
+        ("identity_uint8", "UINT8", [-1, 1], 500),
+        ("identity_bool", "BOOL", [1, 0], 500),
+        ("identity_bytes", "BYTES", [1, "a"], 400),
+        ("identity_fp32", "FP32", ["1.0", 2.0], 500),
+        ("identity_fp32", "FP32", [None, 2.0], 500),
     ],
     ids=[
         "float-for-int",
@@ -143,9 +143,10 @@ def test_json_values_of_wrong_type_are_400(http):
         "null-for-float",
     ],
 )
-def test_json_elements_not_matching_datatype_are_400(http, model, datatype, data):
+def test_json_elements_not_matching_datatype_are_refused(http, model, datatype, data, status):
+    """Numbers of the wrong kind: Triton 2.51's 500 "Unable to parse 'data'" (checked)."""
     body = {"inputs": [_tensor("INPUT0", (1, 2), datatype, data)]}
-    error_message(_post(http, model, body), 400)
+    error_message(_post(http, model, body), status)
 
 
 def test_unknown_input_is_400(http):
@@ -428,3 +429,28 @@ def test_error_body_is_json_object(http):
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
     assert set(json.loads(response.content)) == {"error"}
+
+
+# What real Triton 2.51 answered (HTTP JSON to a Python-backend model echoing its input):
+# a JSON value of the wrong kind for the datatype is 500, "Unable to parse 'data': ...".
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [
+        ("INT32", 1.5),
+        ("INT32", 2.0),
+        ("INT32", True),
+        ("INT32", "3"),
+        ("UINT8", -1),
+        ("INT64", 2**63),
+        ("UINT64", 2**64),
+        ("FP32", None),
+        ("FP32", True),
+        ("BOOL", 1),
+    ],
+)
+def test_json_data_of_the_wrong_kind_is_unparsable_as_in_triton(http, datatype, value):
+    model = f"identity_{datatype.lower()}"
+    body = {"inputs": [_tensor(shape=(1, 1), datatype=datatype, data=[value])]}
+    response = http.post(f"/v2/models/{model}/infer", content=json.dumps(body))
+    message = error_message(response, 500)
+    assert message.startswith(f"Unable to parse 'data': input 'INPUT0' is {datatype}, ")

@@ -713,3 +713,52 @@ def test_raw_binary_request_batching_model_uses_batch_one(http):
     (output,) = header["outputs"]
     assert output["shape"] == [1, 10]
     assert np.frombuffer(blobs["PROBS"], np.float32).tolist() == SCORES[0].tolist()
+
+
+# ------------------------------------------------- JSON floats and integers as Triton reads them
+
+SPECIAL = [float("nan"), float("inf"), float("-inf"), 1.0]
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_non_finite_json_outputs_are_written_as_triton_writes_them(http, triton, datatype):
+    """Real Triton 2.51 writes ``"data":[NaN,Infinity,-Infinity,1.0]``; never ``null``."""
+    model = identity_model_name(datatype)
+    text = b'{"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "%s", "data": %s}]}'
+    body = text % (datatype.encode(), b"[NaN, Infinity, -Infinity, 1.0]")
+    response = http.post(f"/v2/models/{model}/infer", content=body)
+    assert response.status_code == 200, response.text
+    assert b'"data":[NaN,Infinity,-Infinity,1.0]' in response.content
+    assert b"null" not in response.content
+    # tritonclient reads the JSON answer back to the same floats (binary input, JSON output)
+    dtype = np.float32 if datatype == "FP32" else np.float64
+    values = np.array([SPECIAL, [2.5, float("nan"), -0.0, 3.0]], dtype)
+    inp = triton_http.InferInput("INPUT0", list(values.shape), datatype)
+    inp.set_data_from_numpy(values, binary_data=True)
+    wanted = [triton_http.InferRequestedOutput("OUTPUT0", binary_data=False)]
+    result = triton.infer(model, [inp], outputs=wanted)
+    out = result.as_numpy("OUTPUT0")
+    assert out.dtype == values.dtype
+    np.testing.assert_array_equal(out, values)
+
+
+def test_fp32_json_input_past_its_range_is_infinity_as_in_triton(http):
+    body = {"inputs": [{"name": "INPUT0", "shape": [1, 3], "datatype": "FP32"}]}
+    body["inputs"][0]["data"] = [1e39, -1e39, 0.5]
+    (out,) = _json_infer(http, "identity_fp32", body)["outputs"]
+    assert out["data"] == [float("inf"), float("-inf"), 0.5]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "expected"),
+    [
+        ("INT8", [300, -129], [44, 127]),
+        ("UINT8", [256, 257], [0, 1]),
+        ("INT32", [2**40, 7], [0, 7]),
+    ],
+)
+def test_json_integers_past_their_type_are_cast_as_in_triton(http, datatype, data, expected):
+    """Triton 2.51 answers 200 with the value cast to the type's width (300 as INT8: 44)."""
+    body = {"inputs": [{"name": "INPUT0", "shape": [1, 2], "datatype": datatype, "data": data}]}
+    (out,) = _json_infer(http, identity_model_name(datatype), body)["outputs"]
+    assert out["data"] == expected

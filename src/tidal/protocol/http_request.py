@@ -27,6 +27,7 @@ def decode_infer_request(
 ) -> InferRequest:
     """Build a request from an HTTP body. ``header_length`` is the value of
     ``Inference-Header-Content-Length`` (None when absent: the body is all JSON)."""
+    header_bytes: bytes | memoryview
     if header_length is None:
         header_bytes, binary = body, memoryview(b"")
     else:
@@ -76,7 +77,8 @@ def _quote_special_floats(text: bytes) -> bytes | None:
     strings: list[tuple[int, int]] = []
     if b"\\" in text:  # escapes: find the strings exactly (slower, and rare)
         strings = [m.span() for m in _JSON_STRING.finditer(text)]
-    parts, start, index = [], 0, 0
+    parts: list[bytes] = []
+    start, index = 0, 0
     quotes, counted = 0, 0  # without escapes: inside a string after an odd number of quotes
     for position, end in spans:
         if strings:
@@ -144,6 +146,7 @@ def decode_raw_binary_request(
         )
     spec = config.inputs[0]
     datatype = spec.data_type or DataType.BYTES
+    data: np.ndarray
     if datatype is DataType.BYTES:
         shape = (1,) * max(len(spec.dims), 1)
         data = np.empty(1, dtype=object)
@@ -254,39 +257,50 @@ def _json_data(name: str, datatype: DataType, shape: tuple[int, ...], data: Any)
 
 
 def _typed_array(name: str, datatype: DataType, data: list) -> np.ndarray:
-    """Numbers of the right kind only: numpy would quietly turn 1.5 into 1 or "2" into 2.0."""
+    """JSON numbers read as Triton reads them: integer types take JSON integers only (1.5,
+    2.0, 1e3, true and strings are refused), signed ones within int64 and unsigned ones
+    within uint64, cast to the type's width as C casts (300 as INT8 is 44, as Triton gives);
+    BOOL takes true/false only; FP32/FP64 take any number (1e39 as FP32 is Infinity)."""
     array = np.array(data).ravel()
     target = datatype.numpy_dtype
     if array.size == 0:
         return array.astype(target)
-    kind = array.dtype.kind
-    if target.kind in "iu" and kind == "f":
-        # Past int64 numpy infers float64; read again as the target and keep it only if
-        # nothing was rounded away (2**64 - 1 stays, 1.5 does not).
-        exact = np.array(data, dtype=target).ravel()
-        if np.array_equal(exact.astype(np.float64), array):
-            return exact
-    allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[target.kind]
-    if kind not in allowed:
-        found = {
-            "b": "booleans",
-            "i": "integers",
-            "u": "integers",
-            "f": "numbers with a fraction",
-        }.get(kind, "values that are not numbers")
-        raise InferenceError.invalid(
-            f"input '{name}': {datatype.value} data must hold "
-            f"{'true/false' if target.kind == 'b' else 'numbers'}, got {found}"
-        )
-    if target.kind != "b" and kind != "b" and _may_hide_bools(array) and _holds_bool(data):
-        raise InferenceError.invalid(f"input '{name}': {datatype.value} data must hold numbers")
-    if target.kind in "iu" and kind in "iu":
-        info = np.iinfo(target)
-        if array.min() < info.min or array.max() > info.max:
-            raise InferenceError.invalid(
-                f"input '{name}': a value is out of range for {datatype.value}"
-            )
+    kind, want = array.dtype.kind, target.kind
+    if want == "b":
+        if kind != "b":
+            raise _unparsable(name, datatype, "true or false")
+        return array
+    if want == "f":
+        if kind not in "iuf" or (_may_hide_bools(array) and _holds_bool(data)):
+            raise _unparsable(name, datatype, "numbers")
+        if target.itemsize < array.dtype.itemsize and kind == "f":
+            with np.errstate(over="ignore"):  # past float32's range is an infinity
+                return array.astype(target)
+        return array.astype(target, copy=False)
+    # numpy gives int64 for JSON integers, uint64 when one is past int64 (all >= 0), and
+    # float64 or object for fractions, exponents, or integers past both ranges; float64 too
+    # when an integer past int64 comes with a smaller one (rare: read those again).
+    if kind == "f" and want == "u" and not _holds(data, float):
+        try:
+            array, kind = np.array(data, dtype=np.uint64).ravel(), "u"
+        except (OverflowError, ValueError, TypeError):
+            raise _unparsable(name, datatype, "integers in the uint64 range") from None
+    if (
+        kind not in "iu"
+        or (want == "i" and kind == "u")
+        or (want == "u" and kind == "i" and array.min() < 0)
+        or (_may_hide_bools(array) and _holds_bool(data))
+    ):
+        raise _unparsable(name, datatype, f"integers in the {'u' * (want == 'u')}int64 range")
     return array.astype(target, copy=False)
+
+
+def _unparsable(name: str, datatype: DataType, wanted: str) -> InferenceError:
+    """Triton answers JSON data of the wrong kind with 500 and "Unable to parse 'data'"."""
+    return InferenceError.internal(
+        f"Unable to parse 'data': input '{name}' is {datatype.value}, whose JSON data must be "
+        f"{wanted}"
+    )
 
 
 def _may_hide_bools(array: np.ndarray) -> bool:
@@ -297,9 +311,14 @@ def _may_hide_bools(array: np.ndarray) -> bool:
 
 def _holds_bool(data: list) -> bool:
     """Whether JSON true/false hide among integers (numpy reads them as 1 and 0)."""
+    return _holds(data, bool)
+
+
+def _holds(data: list, kind: type) -> bool:
+    """Whether an element of the (nested) list ``data`` is exactly of type ``kind``."""
     if data and isinstance(data[0], list):
-        return any(_holds_bool(row) for row in data)
-    return bool in set(map(type, data))
+        return any(_holds(row, kind) for row in data)
+    return kind in set(map(type, data))
 
 
 def _as_bytes(name: str, item: Any) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import orjson
@@ -30,6 +30,7 @@ def encode_infer_response(response: InferResponse, request: InferRequest) -> Enc
     wanted = {o.name: o.binary for o in request.outputs or ()}
     blobs: list[bytes] = []
     outputs = []
+    special = False  # an output's JSON data holds NaN or an infinity
     for output in response.outputs:
         binary = wanted.get(output.name)
         if binary is None:
@@ -39,7 +40,10 @@ def encode_infer_response(response: InferResponse, request: InferRequest) -> Enc
             blobs.append(blob)
             outputs.append(_binary_output(output, len(blob)))
         else:
-            outputs.append(_json_output(output))
+            encoded = _json_output(output)
+            outputs.append(encoded)
+            if not special:
+                special = _holds_special_floats(encoded["data"])
     header: dict[str, Any] = {
         "model_name": response.model_name,
         "model_version": str(response.model_version),
@@ -48,11 +52,55 @@ def encode_infer_response(response: InferResponse, request: InferRequest) -> Enc
         header["id"] = response.id
     if response.parameters:
         header["parameters"] = response.parameters
-    header["outputs"] = outputs
-    header_bytes = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+    if special:
+        header_bytes = _dumps_with_special_floats(header, outputs)
+    else:
+        header["outputs"] = outputs
+        header_bytes = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return EncodedResponse(header_bytes, None)
     return EncodedResponse(b"".join([header_bytes, *blobs]), len(header_bytes))
+
+
+def _holds_special_floats(data: Any) -> TypeGuard[np.ndarray]:
+    """Whether ``data`` is a float array holding NaN, Infinity or -Infinity (orjson would
+    write those as ``null``). ``isfinite(...).all()`` is cheap beside the encoding itself."""
+    return isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all()
+
+
+def _dumps_with_special_floats(header: dict[str, Any], outputs: list[dict[str, Any]]) -> bytes:
+    """The response header with NaN, Infinity and -Infinity written as those bare literals,
+    as Triton writes them (its clients and Python's json read them back). ``outputs`` comes
+    last in the header and ``data`` last in each output, so each is written by hand after
+    the part orjson wrote."""
+    parts = [orjson.dumps(header)[:-1], b',"outputs":[']
+    for index, encoded in enumerate(outputs):
+        if index:
+            parts.append(b",")
+        data = encoded.get("data")
+        if not _holds_special_floats(data):
+            parts.append(_dumps(encoded))
+            continue
+        rest = {key: value for key, value in encoded.items() if key != "data"}
+        parts += (_dumps(rest)[:-1], b',"data":', _float_array_json(data), b"}")
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+def _dumps(data: Any) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _float_array_json(data: np.ndarray) -> bytes:
+    """A float array as JSON with its non-finite values as literals. orjson writes each of
+    them, and nothing else in a float array, as ``null``: those are replaced in order."""
+    pieces = _dumps(data).split(b"null")
+    special = data[~np.isfinite(data)]
+    literals = np.where(np.isnan(special), b"NaN", np.where(special > 0, b"Infinity", b"-Infinity"))
+    out = [pieces[0]]
+    for literal, piece in zip(literals.tolist(), pieces[1:], strict=True):
+        out += (literal, piece)
+    return b"".join(out)
 
 
 def _binary_output(output: InferOutput, size: int) -> dict[str, Any]:

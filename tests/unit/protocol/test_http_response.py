@@ -223,3 +223,50 @@ def test_response_without_outputs():
     encoded = encode_infer_response(response(), request())
     assert orjson.loads(encoded.body)["outputs"] == []
     assert encoded.header_length is None
+
+
+# ------------------------------------------------------------- NaN and infinities in JSON
+
+
+@pytest.mark.parametrize("datatype", [DataType.FP32, DataType.FP64])
+def test_non_finite_floats_are_written_as_literals_as_triton_does(datatype):
+    values = [float("nan"), float("inf"), float("-inf"), 1.0]
+    encoded = encode_infer_response(
+        response(output("y", datatype, values, shape=(2, 2)), response_id="r1"), request()
+    )
+    expected = (
+        b'{"model_name":"m","model_version":"2","id":"r1","outputs":[{"name":"y","datatype":"'
+        + datatype.value.encode()
+        + b'","shape":[2,2],"data":[NaN,Infinity,-Infinity,1.0]}]}'
+    )
+    assert encoded == EncodedResponse(expected, None)
+    assert b"null" not in encoded.body
+
+
+def test_non_finite_floats_beside_other_outputs_and_binary_ones():
+    special = output("y", DataType.FP32, [1.0, float("-inf")])
+    plain = output("z", DataType.INT32, [3, 4])
+    words = output("w", DataType.BYTES, [b"null", b"NaN"])
+    blob = output("b", DataType.FP32, [float("nan")])
+    wanted = [RequestedOutput("b", binary=True), RequestedOutput("y"), RequestedOutput("z")]
+    wanted.append(RequestedOutput("w"))
+    encoded = encode_infer_response(
+        response(special, plain, words, blob, parameters={"p": "null"}), request(wanted)
+    )
+    assert encoded.header_length is not None
+    header = encoded.body[: encoded.header_length]
+    assert b'"data":[1.0,-Infinity]' in header
+    assert b'"data":[3,4]' in header
+    assert b'"data":["null","NaN"]' in header  # strings stay strings
+    import json
+
+    parsed = json.loads(header)  # Python's json reads the literals back
+    assert parsed["parameters"] == {"p": "null"}
+    assert [o["name"] for o in parsed["outputs"]] == ["y", "z", "w", "b"]
+    assert parsed["outputs"][0]["data"][1] == float("-inf")
+    assert np.isnan(np.frombuffer(encoded.body[encoded.header_length :], np.float32)).all()
+
+
+def test_finite_floats_keep_the_fast_encoding():
+    encoded = encode_infer_response(response(output("y", DataType.FP64, [0.1, 2.0])), request())
+    assert b'"data":[0.1,2.0]' in encoded.body
