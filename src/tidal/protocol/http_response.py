@@ -30,7 +30,6 @@ def encode_infer_response(response: InferResponse, request: InferRequest) -> Enc
     wanted = {o.name: o.binary for o in request.outputs or ()}
     blobs: list[bytes] = []
     outputs = []
-    special = False  # an output's JSON data holds NaN or an infinity
     for output in response.outputs:
         binary = wanted.get(output.name)
         if binary is None:
@@ -40,10 +39,7 @@ def encode_infer_response(response: InferResponse, request: InferRequest) -> Enc
             blobs.append(blob)
             outputs.append(_binary_output(output, len(blob)))
         else:
-            encoded = _json_output(output)
-            outputs.append(encoded)
-            if not special:
-                special = _holds_special_floats(encoded["data"])
+            outputs.append(_json_output(output))
     header: dict[str, Any] = {
         "model_name": response.model_name,
         "model_version": str(response.model_version),
@@ -52,11 +48,13 @@ def encode_infer_response(response: InferResponse, request: InferRequest) -> Enc
         header["id"] = response.id
     if response.parameters:
         header["parameters"] = response.parameters
-    if special:
+    header["outputs"] = outputs
+    header_bytes = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+    # orjson writes NaN and infinities as null: only a header holding "null" can have one
+    # (a byte search, far cheaper than looking at every float output).
+    if b"null" in header_bytes and any(_holds_special_floats(o.get("data")) for o in outputs):
+        del header["outputs"]
         header_bytes = _dumps_with_special_floats(header, outputs)
-    else:
-        header["outputs"] = outputs
-        header_bytes = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return EncodedResponse(header_bytes, None)
     return EncodedResponse(b"".join([header_bytes, *blobs]), len(header_bytes))
@@ -64,7 +62,7 @@ def encode_infer_response(response: InferResponse, request: InferRequest) -> Enc
 
 def _holds_special_floats(data: Any) -> TypeGuard[np.ndarray]:
     """Whether ``data`` is a float array holding NaN, Infinity or -Infinity (orjson would
-    write those as ``null``). ``isfinite(...).all()`` is cheap beside the encoding itself."""
+    write those as ``null``)."""
     return isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all()
 
 
