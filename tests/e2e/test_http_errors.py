@@ -6,12 +6,15 @@ from __future__ import annotations
 import gzip
 import json
 
+import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from .conftest import binary_body, error_message, serialize_bytes
+from .conftest import binary_body, error_message, running_server, serialize_bytes
+from .models import garbage_model, identity_model
 
 
 @pytest.fixture(autouse=True)
@@ -454,3 +457,86 @@ def test_json_data_of_the_wrong_kind_is_unparsable_as_in_triton(http, datatype, 
     response = http.post(f"/v2/models/{model}/infer", content=json.dumps(body))
     message = error_message(response, 500)
     assert message.startswith(f"Unable to parse 'data': input 'INPUT0' is {datatype}, ")
+
+
+# ----------------------------------------------------- models without a ready version (Triton)
+# Real Triton 2.51 (explicit mode, checked): after an unload, and for a model that failed to
+# load, metadata, config and infer answer 404 / NOT_FOUND "Request for unknown model: 'm' has
+# no available versions"; ready is 400 (false); stats is 400 / INVALID_ARGUMENT "requested
+# model 'm' is not available"; a named version that is not ready is 503 / UNAVAILABLE.
+
+
+@pytest.fixture(scope="module")
+def unloaded_server(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("unload_repo")
+    identity_model(repo, "FP32")
+    identity_model(repo, "INT32")
+    garbage_model(repo, "broken")
+    flags = [
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "*",
+        "--exit-on-error=false",
+        "--strict-readiness=false",
+        "--grpc-address",
+        "127.0.0.1",
+    ]
+    with running_server(repo, flags=flags) as proc:
+        with httpx.Client(base_url=proc.base_url, timeout=30) as client:
+            response = client.post("/v2/repository/models/identity_int32/unload")
+            assert response.status_code == 200, response.text
+        yield proc
+
+
+GONE = ["identity_int32", "broken"]
+
+
+def _no_versions(name: str) -> str:
+    return f"Request for unknown model: '{name}' has no available versions"
+
+
+@pytest.mark.parametrize("name", GONE)
+def test_http_model_without_ready_versions_is_404_as_in_triton(unloaded_server, name):
+    with httpx.Client(base_url=unloaded_server.base_url, timeout=30) as client:
+        body = {"inputs": [_tensor(shape=(1, 2), datatype="INT32", data=[1, 2])]}
+        for response in (
+            client.get(f"/v2/models/{name}"),
+            client.get(f"/v2/models/{name}/config"),
+            client.post(f"/v2/models/{name}/infer", json=body),
+        ):
+            assert error_message(response, 404).startswith(_no_versions(name))
+        assert client.get(f"/v2/models/{name}/ready").status_code == 400
+        message = error_message(client.get(f"/v2/models/{name}/stats"), 400)
+        assert message == f"requested model '{name}' is not available"
+        if name == "identity_int32":  # its message is exactly Triton's; version 1 is known
+            assert error_message(client.get(f"/v2/models/{name}"), 404) == _no_versions(name)
+            response = client.get(f"/v2/models/{name}/versions/1")
+            assert error_message(response, 503).startswith(
+                f"Request for unknown model: '{name}' version 1 is not at ready state"
+            )
+        assert client.get("/v2/models/identity_fp32/ready").status_code == 200
+
+
+@pytest.mark.parametrize("name", GONE)
+def test_grpc_model_without_ready_versions_is_not_found_as_in_triton(unloaded_server, name):
+    client = triton_grpc.InferenceServerClient(unloaded_server.grpc_url)
+    data = triton_grpc.InferInput("INPUT0", [1, 2], "INT32")
+    data.set_data_from_numpy(np.array([[1, 2]], np.int32))
+    calls = {
+        "metadata": lambda: client.get_model_metadata(name),
+        "config": lambda: client.get_model_config(name),
+        "infer": lambda: client.infer(name, [data]),
+        "stats": lambda: client.get_inference_statistics(name),
+    }
+    for what, call in calls.items():
+        with pytest.raises(InferenceServerException) as info:
+            call()
+        if what == "stats":
+            assert info.value.status() == "StatusCode.INVALID_ARGUMENT", what
+            assert info.value.message() == f"requested model '{name}' is not available"
+        else:
+            assert info.value.status() == "StatusCode.NOT_FOUND", what
+            assert info.value.message().startswith(_no_versions(name)), what
+    assert client.is_model_ready(name) is False
+    client.close()

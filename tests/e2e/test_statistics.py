@@ -116,8 +116,10 @@ def test_one_model_lists_its_versions_and_one_version_itself(client):
 @pytest.mark.parametrize(
     ("path", "status"),
     [
-        ("/v2/models/no_such_model/stats", 404),
-        ("/v2/models/two_versions/versions/7/stats", 404),
+        # Triton 2.51: 400, "requested model 'm' is not available" / "requested model
+        # version is not available for model 'm'" (and INVALID_ARGUMENT over gRPC)
+        ("/v2/models/no_such_model/stats", 400),
+        ("/v2/models/two_versions/versions/7/stats", 400),
         ("/v2/models/two_versions/versions/x/stats", 400),
     ],
 )

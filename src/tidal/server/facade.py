@@ -13,11 +13,11 @@ from tidal import __version__
 from tidal.backends.python import bls as python_bls
 from tidal.config.model_config import ModelConfig
 from tidal.config.settings import ServerSettings
-from tidal.core.errors import InferenceError
+from tidal.core.errors import ErrorCode, InferenceError
 from tidal.core.types import InferRequest, InferResponse
 from tidal.repository.control import ModelControl
-from tidal.repository.manager import ModelRepository
-from tidal.repository.model_table import ModelRecord
+from tidal.repository.manager import UNLOADED, ModelRepository
+from tidal.repository.model_table import LoadedVersion, ModelRecord
 from tidal.scheduling.statistics import (
     CURRENT_TIMING,
     OTHER,
@@ -127,20 +127,29 @@ class InferenceServer:
         return self.repository.is_ready(name, version)
 
     def model_config(self, name: str, version: int | None = None) -> ModelConfig:
-        """The effective configuration; a named version must exist."""
-        record = self.repository.record(name)
-        if version is not None and version not in record.versions:
-            raise InferenceError.not_found(
-                f"Request for unknown model: '{name}' version {version} is not found"
-            )
-        if record.config is None:
-            raise InferenceError.unavailable(
-                f"model '{name}' has no usable configuration: {record.reason}"
-            )
-        return record.config
+        """The configuration of the version that would serve (as Triton: an unloaded model
+        has none to show)."""
+        return self.resolve(name, version).config
+
+    def resolve(self, name: str, version: int | None = None) -> LoadedVersion:
+        """The version that serves ``name`` (the highest ready one when ``version`` is None),
+        refused as Triton refuses: NOT_FOUND for an unknown model or version and for a model
+        with no ready version (unloaded, failed or still loading); UNAVAILABLE for a named
+        version that exists but is not ready."""
+        try:
+            return self.repository.resolve(name, version)
+        except InferenceError as exc:
+            if version is not None or exc.code is not ErrorCode.UNAVAILABLE:
+                raise
+            record = self.repository.get(name)
+            reason = record.reason if record is not None else ""
+            message = f"Request for unknown model: '{name}' has no available versions"
+            if reason and reason != UNLOADED:  # tidal's addition: why it has none
+                message = f"{message}: {reason}"
+            raise InferenceError.not_found(message) from None
 
     def model_metadata(self, name: str, version: int | None = None) -> ModelMetadata:
-        loaded = self.repository.resolve(name, version)
+        loaded = self.resolve(name, version)
         config = loaded.config
         lead = (-1,) if config.batching else ()
         record = self.repository.record(name)
@@ -161,19 +170,29 @@ class InferenceServer:
     def model_statistics(
         self, name: str = "", version: int | None = None
     ) -> list[tuple[str, int, ModelStatistics]]:
-        """Statistics of every loaded version, of one model's, or of one version's."""
+        """Statistics of every loaded version, of one model's, or of one version's; as in
+        Triton, a model (or version) with none loaded is INVALID_ARG, "not available"."""
         if not name:
             records = self.repository.records()
         else:
-            records = [self.repository.record(name)]
-            if version is not None:
-                self.repository.resolve(name, version)  # NOT_FOUND / UNAVAILABLE as infer
-        return [
+            record = self.repository.get(name)
+            records = [] if record is None else [record]
+        entries = [
             (record.name, number, entry.loaded.stats)
             for record in records
             for number, entry in sorted(record.versions.items())
-            if entry.loaded is not None and (version is None or number == version)
+            if entry.loaded is not None
         ]
+        if name and not entries:
+            raise InferenceError.invalid(f"requested model '{name}' is not available")
+        if version is None:
+            return entries
+        entries = [entry for entry in entries if entry[1] == version]
+        if not entries:
+            raise InferenceError.invalid(
+                f"requested model version is not available for model '{name}'"
+            )
+        return entries
 
     # -- model repository ----------------------------------------------------------------
 
@@ -205,7 +224,7 @@ class InferenceServer:
     async def _run_step(self, request: InferRequest) -> InferResponse:
         """One step of an ensemble: checked and scheduled like a client's request, but still
         accepted while the server drains the ensemble requests it has begun."""
-        loaded = self.repository.resolve(request.model_name, request.model_version)
+        loaded = self.resolve(request.model_name, request.model_version)
         check_request(request, loaded.config)
         return await loaded.scheduler.submit(request)
 
@@ -240,7 +259,7 @@ class InferenceServer:
                 self._idle.set()
 
     async def _infer(self, request: InferRequest, timing: RequestTiming | None) -> InferResponse:
-        loaded = self.repository.resolve(request.model_name, request.model_version)
+        loaded = self.resolve(request.model_name, request.model_version)
         arrived = time.perf_counter_ns()
         try:
             check_request(request, loaded.config)
