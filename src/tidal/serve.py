@@ -167,6 +167,7 @@ class _Frontends:
                         settings.grpc_address,
                         settings.grpc_port,
                         auth=security.auth if security else None,
+                        restriction=security.grpc_restriction if security else None,
                         ssl=security.grpc_ssl_context if security else None,
                         keepalive=_keepalive(settings),
                     )
@@ -209,7 +210,7 @@ class _Frontends:
                 )
             raise
         self.http = await HttpService.start(
-            HttpHandlers(server, access_log, security.auth if security else None),
+            HttpHandlers(server, access_log, security.http_gate if security else None),
             http_socket,
             max_body_size=settings.http_max_input_size,
             ssl=security.ssl_context if security else None,

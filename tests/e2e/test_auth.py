@@ -209,3 +209,72 @@ def test_unusable_keys_file_stops_start_up(
     assert proc.wait_exited() == 1
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------ model control and admin routes need a key too
+
+ADMIN_ROUTES = [
+    ("POST", "/v2/repository/index"),
+    ("POST", f"/v2/repository/models/{MODEL}/load"),
+    ("POST", f"/v2/repository/models/{MODEL}/unload"),
+    ("GET", f"/v2/models/{MODEL}/stats"),
+    ("GET", "/v2/models/stats"),
+    ("GET", "/v2/logging"),
+    ("POST", "/v2/trace/setting"),
+]
+
+
+def test_no_admin_route_is_open_by_default() -> None:
+    from tidal.security import DEFAULT_OPEN_PATHS, BearerAuth
+    from tidal.security.keys import KeyHashes
+
+    auth = BearerAuth(KeyHashes("0" * 64, "1" * 64))
+    assert set(DEFAULT_OPEN_PATHS) == {"/", "/v2/health/live", "/v2/health/ready"}
+    for _, path in ADMIN_ROUTES:
+        assert not auth.is_open(path), path
+
+
+def test_explicit_mode_model_control_needs_a_key(
+    start_server, repo: Path, keys: dict[str, object]
+) -> None:
+    """With keys, loading a model (which runs its code) is no open door: every admin route
+    is 401 without a key, over HTTP and gRPC, and works with one."""
+    flags = [
+        "--auth-keys-file",
+        str(keys["file"]),
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        MODEL,
+        "--grpc-address",
+        "127.0.0.1",
+    ]
+    proc = start_server(repo, flags=flags)
+    key = bearer(str(keys["primary"]))
+    with httpx.Client(base_url=proc.base_url, timeout=30) as client:
+        for method, path in ADMIN_ROUTES:
+            for headers in ({}, bearer(WRONG)):
+                response = client.request(method, path, headers=headers)
+                assert response.status_code == 401, (method, path, response.text)
+                assert response.headers["www-authenticate"] == "Bearer"
+        assert client.post("/v2/repository/index", headers=key).status_code == 200
+        assert client.get(f"/v2/models/{MODEL}/stats", headers=key).status_code == 200
+        assert client.post(f"/v2/repository/models/{MODEL}/unload", headers=key).status_code == 200
+        assert client.get(f"/v2/models/{MODEL}/ready", headers=key).status_code == 400
+        assert client.post(f"/v2/repository/models/{MODEL}/load", headers=key).status_code == 200
+        assert client.get(f"/v2/models/{MODEL}/ready", headers=key).status_code == 200
+    grpc_client = triton_grpc.InferenceServerClient(proc.grpc_url)
+    calls = [
+        lambda h: grpc_client.get_model_repository_index(headers=h),
+        lambda h: grpc_client.load_model(MODEL, headers=h),
+        lambda h: grpc_client.unload_model(MODEL, headers=h),
+        lambda h: grpc_client.get_inference_statistics(MODEL, headers=h),
+        lambda h: grpc_client.get_log_settings(headers=h),
+        lambda h: grpc_client.get_trace_settings(headers=h),
+    ]
+    for call in calls:
+        with pytest.raises(InferenceServerException) as info:
+            call(None)
+        assert info.value.status() == "StatusCode.UNAUTHENTICATED"
+    assert grpc_client.get_model_repository_index(headers={"authorization": key["authorization"]})
+    grpc_client.close()

@@ -178,6 +178,24 @@ class ServerSettings:
             metavar="PATH",
         ),
     )
+    http_restricted_api: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "As Triton: serve the HTTP API categories APIS (comma-separated: health, metadata, "
+            "inference, shared-memory, model-config, model-repository, statistics, trace, "
+            "logging) only to requests with the header KEY: VALUE; others get 403 "
+            "(repeatable).",
+            metavar="APIS:KEY=VALUE",
+        ),
+    )
+    grpc_restricted_protocol: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "As Triton: serve the gRPC API categories APIS only to calls with the metadata "
+            "'triton-grpc-protocol-KEY: VALUE'; others fail with UNAVAILABLE (repeatable).",
+            metavar="APIS:KEY=VALUE",
+        ),
+    )
     ssl_certfile: str = field(
         default="", metadata=_opt("Serve HTTP and gRPC over TLS with this PEM certificate chain.")
     )

@@ -23,6 +23,7 @@ from tidal.frontends.grpc.h2.messages import (
     INTERNAL,
     OK,
     UNAUTHENTICATED,
+    UNAVAILABLE,
     UNIMPLEMENTED,
     UNKNOWN,
     MessageReader,
@@ -75,6 +76,12 @@ class CallRunner(Sender):
             refusal = head.refusal
             if refusal is not None:
                 self._finish(stream, UNAUTHENTICATED, refusal)
+                return
+        restriction = self._service.restriction
+        if restriction is not None:  # --grpc-restricted-protocol
+            refused = restriction.refusal(head.path, head.metadata)
+            if refused is not None:
+                self._finish(stream, UNAVAILABLE, refused)
                 return
         if head.encoding not in ENCODINGS:
             self._finish(stream, UNIMPLEMENTED, f"grpc-encoding {head.encoding} is not supported")

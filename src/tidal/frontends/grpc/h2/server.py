@@ -14,6 +14,7 @@ from tidal.frontends.grpc.server import MAX_MESSAGE_BYTES
 from tidal.frontends.grpc.service import InferenceServicer
 from tidal.frontends.sockets import bind_socket
 from tidal.security.auth import BearerAuth
+from tidal.security.restricted import GrpcRestriction
 from tidal.server.facade import InferenceServer
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class TidalGrpcService:
         self._all_closed: asyncio.Future[None] | None = None
         self.ticks = Ticks(keepalive or Keepalive())
         self._ticker: asyncio.TimerHandle | None = None
+        self.restriction: GrpcRestriction | None = None  # --grpc-restricted-protocol
 
     @classmethod
     async def start(
@@ -50,6 +52,7 @@ class TidalGrpcService:
         port: int,
         *,
         auth: BearerAuth | None = None,
+        restriction: GrpcRestriction | None = None,
         ssl: ssl_module.SSLContext | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         keepalive: Keepalive | None = None,
@@ -61,6 +64,7 @@ class TidalGrpcService:
         Raises ``OSError`` when the address cannot be bound.
         """
         service = cls(InferenceServicer(facade), auth, max_message_bytes, keepalive)
+        service.restriction = restriction
         sock = bind_socket(address, port, nodelay=True)
         service.port = sock.getsockname()[1]
         service._server = await service.loop.create_server(
