@@ -8,13 +8,16 @@ import json
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import ml_dtypes
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from onnx import TensorProto
 
 from .conftest import binary_body, deserialize_bytes, parse_binary_response, serialize_bytes
-from .models import CLASSIFIER_LABELS, identity_model_name
+from .models import CLASSIFIER_LABELS, identity_model_name, identity_onnx, save_model
 
 RNG = np.random.default_rng(20240611)
 
@@ -762,3 +765,32 @@ def test_json_integers_past_their_type_are_cast_as_in_triton(http, datatype, dat
     body = {"inputs": [{"name": "INPUT0", "shape": [1, 2], "datatype": datatype, "data": data}]}
     (out,) = _json_infer(http, identity_model_name(datatype), body)["outputs"]
     assert out["data"] == expected
+
+
+# ------------------------------------------- auto-complete of a 1-D [-1] ONNX model (as Triton)
+
+
+def test_one_dimensional_dynamic_onnx_model_is_completed_and_served(start_server, tmp_path):
+    """Triton's ONNX Runtime backend batches a model whose tensors are all ``[-1]``:
+    ``max_batch_size: 4``, ``dims: [1]`` and ``reshape: { shape: [] }``."""
+    save_model(tmp_path / "vector" / "1" / "model.onnx", identity_onnx(TensorProto.FLOAT, ["n"]))
+    server = start_server(tmp_path, flags=["--grpc-address", "127.0.0.1"])
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        response = client.get("/v2/models/vector/config")
+        assert response.status_code == 200, response.text
+        config = response.json()
+        assert config["max_batch_size"] == 4
+        for tensor in (*config["input"], *config["output"]):
+            assert (tensor["dims"], tensor["reshape"]) == ([1], {"shape": []}), tensor
+        metadata = client.get("/v2/models/vector").json()
+        assert metadata["inputs"][0]["shape"] == [-1, 1]
+    data = np.array([[1.5], [-2.0], [4.0]], np.float32)
+    client = triton_http.InferenceServerClient(server.url)
+    inp = triton_http.InferInput("INPUT0", [3, 1], "FP32").set_data_from_numpy(data)
+    np.testing.assert_array_equal(client.infer("vector", [inp]).as_numpy("OUTPUT0"), data)
+    client.close()
+    grpc_client = triton_grpc.InferenceServerClient(server.grpc_url)
+    inp = triton_grpc.InferInput("INPUT0", [3, 1], "FP32")
+    inp.set_data_from_numpy(data)
+    np.testing.assert_array_equal(grpc_client.infer("vector", [inp]).as_numpy("OUTPUT0"), data)
+    grpc_client.close()

@@ -210,23 +210,35 @@ def _complete_tensors(
                 f"{tensor.data_type.config_name} in the configuration but the model has "
                 f"{dtype.config_name}"
             )
-        completed.append(
-            replace(
-                tensor,
-                data_type=tensor.data_type or dtype,
-                dims=tensor.dims or (dims if tensor.reshape is None else tensor.dims),
+        if tensor.dims or tensor.reshape is not None:
+            completed.append(replace(tensor, data_type=tensor.data_type or dtype))
+        else:
+            dims, reshape = _config_dims(dims, offset)
+            completed.append(
+                replace(tensor, data_type=tensor.data_type or dtype, dims=dims, reshape=reshape)
             )
-        )
     # The model needs every input, so missing ones are added; a list of outputs the user
     # wrote is a deliberate subset, so outputs are added only when none are listed.
     if kind == "input" or not configured:
         listed = {t.name for t in configured}
         completed.extend(
-            TensorConfig(name=name, data_type=dtype, dims=dims)
+            TensorConfig(name, dtype, *_config_dims(dims, offset))
             for name, (dtype, dims) in by_name.items()
             if name not in listed
         )
     return tuple(completed)
+
+
+def _config_dims(
+    dims: tuple[int, ...], offset: int
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """``dims`` and ``reshape`` for a graph tensor whose dims past the batch are ``dims``. As
+    Triton's ONNX Runtime backend completes it, a ``[-1]`` tensor of a batching model (no
+    dims left past the batch) is dims ``[1]`` reshaped to ``[]``: requests send ``[N, 1]``
+    and the model sees ``[N]``. (A scalar of an unbatched model keeps ``[]``.)"""
+    if dims or not offset:
+        return dims, None
+    return (1,), ()
 
 
 def _graph_io(session: ort.InferenceSession) -> tuple[list[GraphTensor], list[GraphTensor]]:

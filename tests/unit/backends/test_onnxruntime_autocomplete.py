@@ -39,7 +39,8 @@ def test_empty_config_is_completed_from_a_batchable_graph():
         backend="onnxruntime",
         max_batch_size=DEFAULT_MAX_BATCH_SIZE,
         inputs=(_t("x", FP32, (4,)),),
-        outputs=(_t("y", FP32, (4,)), _t("z", DataType.INT64, ())),
+        # [-1]: dims [1] reshaped to [], as Triton's ONNX Runtime backend completes it
+        outputs=(_t("y", FP32, (4,)), _t("z", DataType.INT64, (1,), reshape=())),
         dynamic_batching=DynamicBatching(),
         default_model_filename="model.onnx",
     )
@@ -142,7 +143,7 @@ def test_missing_inputs_are_added_after_the_listed_ones():
 def test_listed_outputs_are_a_deliberate_subset():
     user = ModelConfig(name="m", outputs=(_t("z", None, ()),))
     config = complete_from_graph(user, BATCHED_IN, BATCHED_OUT)
-    assert config.outputs == (_t("z", DataType.INT64, ()),)
+    assert config.outputs == (_t("z", DataType.INT64, (1,), reshape=()),)
 
 
 def test_tensor_not_in_the_graph_is_left_for_the_check():
@@ -466,3 +467,45 @@ def test_gpu_instance_without_cuda_is_a_config_error(identity_neg_dir):
     assert str(info.value).startswith(
         "model 'm': instance_group kind KIND_GPU needs the CUDA execution provider"
     )
+
+
+# -- 1-D [-1] tensors: Triton's ONNX Runtime backend batches them, dims [1] reshaped to [] ------
+
+
+def test_one_dimensional_dynamic_tensors_batch_with_dims_one_reshaped_to_scalar():
+    graph_in, graph_out = [("x", FP32, (-1,))], [("y", FP32, (-1,)), ("z", FP32, (-1, 2))]
+    config = complete_from_graph(ModelConfig(name="m"), graph_in, graph_out)
+    assert config.max_batch_size == DEFAULT_MAX_BATCH_SIZE
+    assert config.dynamic_batching == DynamicBatching()
+    assert config.inputs == (_t("x", FP32, (1,), reshape=()),)
+    assert config.outputs == (_t("y", FP32, (1,), reshape=()), _t("z", FP32, (2,)))
+    check_against_graph(config, graph_in, graph_out)
+    validate_config(config)
+
+
+def test_one_dimensional_tensor_listed_without_dims_is_completed_the_same_way():
+    user = ModelConfig(name="m", inputs=(TensorConfig("x", None, ()),))
+    config = complete_from_graph(user, [("x", FP32, (-1,))], [("y", FP32, (-1,))])
+    assert config.inputs == (_t("x", FP32, (1,), reshape=()),)
+
+
+def test_one_dimensional_dynamic_model_loads_and_runs_batched(tmp_path):
+    write_model(tmp_path, identity_model(("n",), TensorProto.FLOAT))
+    backend = OnnxRuntimeBackend()
+    config = normalize_config(backend.auto_complete(ModelConfig(name="m"), tmp_path))
+    validate_config(config)
+    assert (config.max_batch_size, config.inputs[0].dims, config.inputs[0].reshape) == (
+        4,
+        (1,),
+        (),
+    )
+    instance = backend.create_instance(config, tmp_path, "cpu", 1)
+    try:
+        data = np.array([[1.5], [2.5], [-3.0]], np.float32)
+        request = InferRequest("m", [InferInput("x", FP32, (3, 1), data)])
+        (response,) = instance.execute([request])
+    finally:
+        instance.close()
+    (output,) = response.outputs
+    assert output.shape == (3, 1)
+    np.testing.assert_array_equal(output.data, data)
