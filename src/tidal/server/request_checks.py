@@ -12,6 +12,16 @@ _CLASSIFIABLE = frozenset(DataType) - {DataType.BYTES, DataType.BOOL, DataType.B
 
 def check_request(request: InferRequest, config: ModelConfig) -> None:
     """Raise INVALID_ARG naming the model and tensor for anything the model cannot take."""
+    batch_sizes = _check_inputs(request, config)
+    if batch_sizes:
+        _check_batch(config, batch_sizes)
+    if request.outputs:
+        _check_outputs(request, config)
+
+
+def _check_inputs(request: InferRequest, config: ModelConfig) -> set[int]:
+    """Each input known once, of the right type and shape; every required one present.
+    Returns the batch sizes the inputs carry (empty for a model that does not batch)."""
     model = config.name
     seen: set[str] = set()
     batch_sizes: set[int] = set()
@@ -35,24 +45,32 @@ def check_request(request: InferRequest, config: ModelConfig) -> None:
         _check_shape(config, spec, tensor.shape)
         if config.batching:
             batch_sizes.add(tensor.shape[0])
-    missing = [t.name for t in config.inputs if not t.optional and t.name not in seen]
-    if missing:
-        raise InferenceError.invalid(
-            f"expected {len(config.inputs)} inputs but got {len(request.inputs)} inputs for "
-            f"model '{model}': missing required input(s) {missing}"
-        )
+    if len(seen) < len(config.inputs):
+        missing = [t.name for t in config.inputs if not t.optional and t.name not in seen]
+        if missing:
+            raise InferenceError.invalid(
+                f"expected {len(config.inputs)} inputs but got {len(request.inputs)} inputs "
+                f"for model '{model}': missing required input(s) {missing}"
+            )
+    return batch_sizes
+
+
+def _check_batch(config: ModelConfig, batch_sizes: set[int]) -> None:
     if len(batch_sizes) > 1:
         raise InferenceError.invalid(
-            f"inputs of a request for model '{model}' must share one batch size, got "
+            f"inputs of a request for model '{config.name}' must share one batch size, got "
             f"{sorted(batch_sizes)}"
         )
-    if batch_sizes:
-        (batch,) = batch_sizes
-        if not 1 <= batch <= config.max_batch_size:
-            raise InferenceError.invalid(
-                f"inference request batch-size must be <= {config.max_batch_size} for "
-                f"'{model}', got {batch}"
-            )
+    (batch,) = batch_sizes
+    if not 1 <= batch <= config.max_batch_size:
+        raise InferenceError.invalid(
+            f"inference request batch-size must be <= {config.max_batch_size} for "
+            f"'{config.name}', got {batch}"
+        )
+
+
+def _check_outputs(request: InferRequest, config: ModelConfig) -> None:
+    model = config.name
     for output in request.outputs or ():
         spec = config.output(output.name)
         if spec is None:
