@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -285,9 +286,8 @@ def _validate(args: argparse.Namespace) -> int:
 def validate_repositories(paths: list[Path], auto_complete: bool = True) -> list[ModelReport]:
     """Check each model of the repositories as the server would load it, on the CPU, with
     one instance per version; ensembles are checked against their steps' models."""
-    from tidal.config.ensemble import check_ensemble_steps, ensemble_load_order
+    from tidal.config.ensemble import ensemble_load_order
     from tidal.repository.layout import scan_repositories
-    from tidal.repository.loader import prepare_config
 
     folders = scan_repositories(paths)
     plain, ensembles = ensemble_load_order(folders)
@@ -306,32 +306,49 @@ def validate_repositories(paths: list[Path], auto_complete: bool = True) -> list
 
     for name in plain + ensembles:
         report = reports[name] = ModelReport(name)
+        checked = _check_model(report, folders[name], auto_complete, step_config)
+        if checked is not None:
+            good[name] = checked
+    return [reports[name] for name in sorted(reports)]
+
+
+def _check_model(
+    report: ModelReport,
+    folder: Path,
+    auto_complete: bool,
+    step_config: Callable[[str, int | None], ModelConfig],
+) -> tuple[ModelConfig, list[int]] | None:
+    """Add one model's problems to its report; its config and selected versions if none."""
+    from tidal.config.ensemble import check_ensemble_steps
+    from tidal.repository.loader import prepare_config
+
+    name = report.name
+    try:
+        config, backend, versions = prepare_config(folder, auto_complete)
+    except ConfigError as exc:
+        report.problems.append(str(exc))
+        return None
+    except Exception as exc:  # a backend's own failure while completing the config
+        report.problems.append(f"model '{name}': {type(exc).__name__}: {exc}")
+        return None
+    selected = config.version_policy.select(versions)
+    if not selected:
+        report.problems.append(
+            f"model '{name}': no version folder in {folder} matches the version policy"
+        )
+    report.problems += _label_problems(config, folder)
+    if config.is_ensemble:
         try:
-            config, backend, versions = prepare_config(folders[name], auto_complete)
+            check_ensemble_steps(config, step_config)
         except ConfigError as exc:
             report.problems.append(str(exc))
-            continue
-        except Exception as exc:  # a backend's own failure while completing the config
-            report.problems.append(f"model '{name}': {type(exc).__name__}: {exc}")
-            continue
-        selected = config.version_policy.select(versions)
-        if not selected:
-            report.problems.append(
-                f"model '{name}': no version folder in {folders[name]} matches the version policy"
-            )
-        report.problems += _label_problems(config, folders[name])
-        if config.is_ensemble:
-            try:
-                check_ensemble_steps(config, step_config)
-            except ConfigError as exc:
-                report.problems.append(str(exc))
-        else:
-            report.problems += _version_problems(config, backend, selected, versions)
-        if not report.problems:
-            good[name] = (config, selected)
-            kind = config.platform or config.backend
-            report.summary = f"{kind}, version(s) {', '.join(map(str, selected))}"
-    return [reports[name] for name in sorted(reports)]
+    else:
+        report.problems += _version_problems(config, backend, selected, versions)
+    if report.problems:
+        return None
+    kind = config.platform or config.backend
+    report.summary = f"{kind}, version(s) {', '.join(map(str, selected))}"
+    return config, selected
 
 
 def _label_problems(config: ModelConfig, model_dir: Path) -> list[str]:

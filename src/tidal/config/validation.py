@@ -38,12 +38,26 @@ def validate_config(config: ModelConfig) -> None:
     if not config.outputs:
         raise ConfigError(f"{where}: the configuration has no outputs")
     for kind, tensors in (("input", config.inputs), ("output", config.outputs)):
-        names = [t.name for t in tensors]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"{where}: duplicate {kind} name(s) {duplicates}")
-        for tensor in tensors:
-            _validate_tensor(where, kind, tensor)
+        _validate_tensors(where, kind, tensors)
+    _validate_instance_groups(where, config)
+    policy = config.version_policy
+    if policy.kind == "latest" and policy.num_versions < 1:
+        raise ConfigError(f"{where}: version_policy latest num_versions must be >= 1")
+    _validate_batching(where, config)
+    if config.is_ensemble or config.ensemble_steps:
+        check_ensemble_config(config)
+
+
+def _validate_tensors(where: str, kind: str, tensors: tuple[TensorConfig, ...]) -> None:
+    names = [t.name for t in tensors]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: duplicate {kind} name(s) {duplicates}")
+    for tensor in tensors:
+        _validate_tensor(where, kind, tensor)
+
+
+def _validate_instance_groups(where: str, config: ModelConfig) -> None:
     for group in config.instance_groups:
         if group.count < 1:
             raise ConfigError(
@@ -51,12 +65,6 @@ def validate_config(config: ModelConfig) -> None:
             )
         if group.kind not in _INSTANCE_KINDS:
             raise ConfigError(f"{where}: instance_group '{group.name}' has unknown kind")
-    policy = config.version_policy
-    if policy.kind == "latest" and policy.num_versions < 1:
-        raise ConfigError(f"{where}: version_policy latest num_versions must be >= 1")
-    _validate_batching(where, config)
-    if config.is_ensemble or config.ensemble_steps:
-        check_ensemble_config(config)
 
 
 def _validate_tensor(where: str, kind: str, tensor: TensorConfig) -> None:
