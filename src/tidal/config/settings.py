@@ -154,6 +154,55 @@ class ServerSettings:
         default=64 * 1024 * 1024,
         metadata=_opt("Largest HTTP request body in bytes, also after decompression."),
     )
+    http_header_timeout_secs: float = field(
+        default=15.0,
+        metadata=_opt(
+            "Seconds an HTTP client has to send a request's line and headers, from the "
+            "request's first byte; a slower connection is closed. 0: no limit."
+        ),
+    )
+    grpc_header_timeout_secs: float = field(
+        default=15.0,
+        metadata=_opt(
+            "Seconds a gRPC client has to send the HTTP/2 preface and SETTINGS after it "
+            "connects, and each call's complete HEADERS block; a slower connection is closed. "
+            "0: no limit."
+        ),
+    )
+    http_idle_timeout_secs: float = field(
+        default=75.0,
+        metadata=_opt(
+            "Seconds an HTTP/1.1 keep-alive connection may stay idle between requests before "
+            "it is closed. 0: no limit."
+        ),
+    )
+    http_max_connections: int = field(
+        default=2048,
+        metadata=_opt(
+            "Most HTTP connections open at once; further ones are closed on accept while the "
+            "open ones are served. 0: no limit."
+        ),
+    )
+    grpc_max_connections: int = field(
+        default=2048,
+        metadata=_opt(
+            "Most gRPC connections open at once; further ones are closed on accept. 0: no limit."
+        ),
+    )
+    grpc_max_message_size: int = field(
+        default=64 * 1024 * 1024,
+        metadata=_opt(
+            "Largest gRPC request message in bytes, both as received and after decompression; "
+            "a larger one fails with RESOURCE_EXHAUSTED before it is inflated past the cap."
+        ),
+    )
+    allow_symlinks_out_of_model_dir: bool = field(
+        default=False,
+        metadata=_opt(
+            "Follow symbolic links in a model's folder that point outside it (by default a "
+            "model's files must resolve inside its own folder)."
+        ),
+    )
     log_verbose: int = field(
         default=0,
         metadata=_opt(
@@ -247,8 +296,27 @@ def _check_model_control(settings: ServerSettings) -> None:
         raise ValueError("--shutdown-delay-secs must be a number of seconds, 0 or more")
     if settings.http_max_input_size <= 0:
         raise ValueError("--http-max-input-size must be greater than 0")
+    _check_connection_limits(settings)
     if settings.http_listen_fd < -1:
         raise ValueError("--http-listen-fd must be a file descriptor number, or -1")
+
+
+def _check_connection_limits(settings: ServerSettings) -> None:
+    for flag, seconds in (
+        ("--http-header-timeout-secs", settings.http_header_timeout_secs),
+        ("--http-idle-timeout-secs", settings.http_idle_timeout_secs),
+        ("--grpc-header-timeout-secs", settings.grpc_header_timeout_secs),
+    ):
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"{flag} must be a number of seconds, 0 or more")
+    for flag, count in (
+        ("--http-max-connections", settings.http_max_connections),
+        ("--grpc-max-connections", settings.grpc_max_connections),
+    ):
+        if count < 0:
+            raise ValueError(f"{flag} must be 0 (no limit) or more")
+    if settings.grpc_max_message_size <= 0:
+        raise ValueError("--grpc-max-message-size must be greater than 0")
 
 
 GRPC_TRANSPORTS = ("tidal", "aio")
