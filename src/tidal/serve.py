@@ -213,6 +213,9 @@ class _Frontends:
             HttpHandlers(server, access_log, security.http_gate if security else None),
             http_socket,
             max_body_size=settings.http_max_input_size,
+            header_timeout=settings.http_header_timeout_secs,
+            idle_timeout=settings.http_idle_timeout_secs,
+            max_connections=settings.http_max_connections,
             ssl=security.ssl_context if security else None,
             # A shared socket's connections would reach this server before it can answer
             # them: leave them to the processes sharing it until the models are loaded.

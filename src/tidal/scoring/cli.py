@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from tidal.scoring.settings import DEFAULT_PORT, resolve
+from tidal.scoring.settings import DEFAULT_MAX_BODY_SIZE, DEFAULT_PORT, MAX_BODY_SIZE_ENV, resolve
 
 __all__ = ["add_score_command"]
 
@@ -75,6 +75,14 @@ def add_score_command(commands: Any) -> None:
         help="requests scored at once (shared out over the workers); more get 503 (0: no limit)",
     )
     score.add_argument(
+        "--max-request-body-size",
+        dest="max_body_size",
+        type=_size,
+        metavar="BYTES",
+        help="largest request body; a larger one is answered 413 from its headers, before "
+        f"the body is read (default {DEFAULT_MAX_BODY_SIZE}) [env {MAX_BODY_SIZE_ENV}]",
+    )
+    score.add_argument(
         "--auth-open-health",
         dest="auth_open_health",
         action=argparse.BooleanOptionalAction,
@@ -92,6 +100,16 @@ def add_score_command(commands: Any) -> None:
     score.set_defaults(command="score", handler=_score)
 
 
+def _size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"{size} is not greater than 0")
+    return size
+
+
 def _score(args: argparse.Namespace) -> int:
     try:
         settings = resolve(
@@ -99,6 +117,7 @@ def _score(args: argparse.Namespace) -> int:
             model_dir=args.model_dir,
             port=args.port,
             worker_count=args.worker_count,
+            max_body_size=args.max_body_size,
             host=args.host,
             model_repository=tuple(args.model_repository),
             serve_args=tuple(args.serve_args),

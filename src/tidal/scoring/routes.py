@@ -9,14 +9,14 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
 
-from tidal.frontends.http.handlers import Reply
+from tidal.core.reply import Reply
 from tidal.scoring.entry import EntryScript
 from tidal.scoring.settings import ScoreSettings
 from tidal.scoring.shims import AMLRequest, AMLResponse
@@ -52,6 +52,11 @@ class ScoringHandlers:
         self.script = script
         self.settings = settings
         self.auth = auth
+        # The transport calls this once a request's headers are in, before its body is read:
+        # a request without a key costs no body. None (no keys): nothing to call.
+        self.check_head: Callable[[str, str, Mapping[str, str]], Reply | None] | None = (
+            self._check_key if auth is not None else None
+        )
         self.prefix = settings.service_path_prefix
         self.timeout_s = settings.scoring_timeout_ms / 1000.0
         self.origins = settings.cors_origins
@@ -78,31 +83,60 @@ class ScoringHandlers:
     def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> Reply | Coroutine[Any, Any, Reply]:
-        """The reply, or a coroutine for it when run() is async or runs on a thread."""
+        """The reply, or a coroutine for it when run() is async or runs on a thread.
+
+        The key was checked already, from the headers (``check_head``)."""
+        path = self._local(path)
+        route = _ROUTES.get(path)
+        if route is None:
+            return message_reply(404, f"the requested path {path} was not found on this server")
+        return route(self, method, path, headers, body)
+
+    def too_large(self, limit: int, size: int | None) -> Reply:
+        """The answer to a body over --max-request-body-size: 413, from the headers when
+        they declare the size."""
+        what = f"the request body of {size} bytes" if size is not None else "the request body"
+        return message_reply(
+            413,
+            f"{what} is larger than the limit of {limit} bytes (--max-request-body-size, "
+            "TIDAL_SCORE_MAX_BODY_SIZE)",
+        )
+
+    def _local(self, path: str) -> str:
         if self.prefix and path.startswith(self.prefix):
-            path = path[len(self.prefix) :] or "/"
-        if self.auth is not None:
-            denied = self.auth.check(path, headers)
-            if denied is not None:
-                return _in_message_shape(denied)
-        if path == "/":
-            if method in ("GET", "HEAD"):
-                return Reply(200, b"Healthy", "text/plain; charset=utf-8")
+            return path[len(self.prefix) :] or "/"
+        return path
+
+    def _check_key(self, method: str, path: str, headers: Mapping[str, str]) -> Reply | None:
+        assert self.auth is not None
+        denied = self.auth.check(self._local(path), headers)
+        return None if denied is None else _in_message_shape(denied)
+
+    def _health(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | Coroutine[Any, Any, Reply]:
+        if method in ("GET", "HEAD"):
+            return Reply(200, b"Healthy", "text/plain; charset=utf-8")
+        return self._not_allowed(method, path, "GET")
+
+    def _score_route(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | Coroutine[Any, Any, Reply]:
+        if method == "OPTIONS":
+            return Reply(200, b"", "text/plain", [("Allow", _SCORE_METHODS)])
+        if method not in ("GET", "POST"):
+            return self._not_allowed(method, path, _SCORE_METHODS)
+        answer = self._score(method, path, headers, body)
+        if isinstance(answer, Reply):
+            return self._add_cors(answer, headers)
+        return self._later_with_cors(answer, headers)
+
+    def _swagger(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | Coroutine[Any, Any, Reply]:
+        if method != "GET":
             return self._not_allowed(method, path, "GET")
-        if path == "/score":
-            if method == "OPTIONS":
-                return Reply(200, b"", "text/plain", [("Allow", _SCORE_METHODS)])
-            if method not in ("GET", "POST"):
-                return self._not_allowed(method, path, _SCORE_METHODS)
-            answer = self._score(method, path, headers, body)
-            if isinstance(answer, Reply):
-                return self._add_cors(answer, headers)
-            return self._later_with_cors(answer, headers)
-        if path == "/swagger.json":
-            if method != "GET":
-                return self._not_allowed(method, path, "GET")
-            return Reply(200, orjson.dumps(swagger_document(self.script, self.prefix)), _JSON)
-        return message_reply(404, f"the requested path {path} was not found on this server")
+        return Reply(200, orjson.dumps(swagger_document(self.script, self.prefix)), _JSON)
 
     # -- /score -------------------------------------------------------------------------------
 
@@ -297,6 +331,16 @@ def _in_message_shape(reply: Reply) -> Reply:
     except (orjson.JSONDecodeError, AttributeError):
         return reply
     return message_reply(reply.status, message, list(reply.headers))
+
+
+_Route = Callable[
+    [ScoringHandlers, str, str, Mapping[str, str], bytes], Reply | Coroutine[Any, Any, Reply]
+]
+_ROUTES: dict[str, _Route] = {
+    "/": ScoringHandlers._health,
+    "/score": ScoringHandlers._score_route,
+    "/swagger.json": ScoringHandlers._swagger,
+}
 
 
 class _BadInput(Exception):

@@ -11,6 +11,8 @@ from pathlib import Path
 DEFAULT_PORT = 5001
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
 DEFAULT_WORKER_TIMEOUT_S = 300.0
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024  # as `tidal serve --http-max-input-size`
+MAX_BODY_SIZE_ENV = "TIDAL_SCORE_MAX_BODY_SIZE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,7 @@ class ScoreSettings:
     max_concurrent_requests: int = 0  # per service, shared out over the workers; 0: no limit
     shutdown_delay_s: float = 0.0  # after SIGTERM, serve on with connection: close this long
     auth_open_health: bool = True  # with keys, GET / still answers without one
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE  # larger request bodies are refused with 413
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -53,10 +56,12 @@ def resolve(
     model_dir: str | None,
     port: int | None,
     worker_count: int | None,
+    max_body_size: int | None = None,
     env: Mapping[str, str] = os.environ,
     **rest: object,
 ) -> ScoreSettings:
-    """Flags win over the Azure ML variables (WORKER_COUNT, SCORING_TIMEOUT_MS, ...)."""
+    """Flags win over the Azure ML variables (WORKER_COUNT, SCORING_TIMEOUT_MS, ...) and
+    TIDAL_SCORE_MAX_BODY_SIZE."""
     script = Path(entry_script).expanduser().resolve()
     if not script.is_file():
         raise ValueError(f"entry script '{entry_script}' does not exist")
@@ -72,6 +77,10 @@ def resolve(
     timeout_ms = _int(env, "SCORING_TIMEOUT_MS", DEFAULT_SCORING_TIMEOUT_MS)
     if timeout_ms <= 0:
         raise ValueError("SCORING_TIMEOUT_MS must be positive")
+    if max_body_size is None:
+        max_body_size = _int(env, MAX_BODY_SIZE_ENV, DEFAULT_MAX_BODY_SIZE)
+    if max_body_size <= 0:
+        raise ValueError(f"--max-request-body-size ({MAX_BODY_SIZE_ENV}) must be greater than 0")
     return ScoreSettings(
         entry_script=str(script),
         model_dir=str(folder),
@@ -81,6 +90,7 @@ def resolve(
         worker_timeout_s=float(_int(env, "WORKER_TIMEOUT", int(DEFAULT_WORKER_TIMEOUT_S))),
         cors_origins=origins,
         service_path_prefix=f"/{prefix}" if prefix else "",
+        max_body_size=max_body_size,
         **rest,  # type: ignore[arg-type]
     )
 

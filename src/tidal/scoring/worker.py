@@ -16,7 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from tidal.frontends.http.transport import HttpConnection, HttpService
+from tidal.frontends.http.transport import HttpService
 from tidal.scoring.entry import EntryScriptError, load_entry_script, set_azureml_env
 from tidal.scoring.routes import QUERY_KEY, Authenticator, ScoringHandlers
 from tidal.scoring.settings import ScoreSettings
@@ -28,24 +28,6 @@ EXIT_INIT_FAILED = 3
 _SHUTDOWN_GRACE_S = 10.0
 _PARENT_POLL_S = 1.0
 _TREE_LIMIT = 200  # lines of the model folder listed after a failed start
-
-
-class _QueryConnection(HttpConnection):
-    """Hands the query string on (under ``QUERY_KEY``): ``GET /score`` needs it."""
-
-    __slots__ = ()
-
-    def on_message_complete(self) -> None:
-        url = self._url
-        mark = url.find(b"?")
-        if mark >= 0:
-            self._headers[QUERY_KEY] = url[mark + 1 :].decode("latin-1")
-        super().on_message_complete()
-
-
-class _ScoringService(HttpService):
-    def _connection(self) -> HttpConnection:
-        return _QueryConnection(self)
 
 
 def model_tree(folder: str) -> str:
@@ -78,7 +60,14 @@ async def _serve(handlers: ScoringHandlers, sock: socket.socket, ready_fd: int) 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    service = await _ScoringService.start(handlers, sock)
+    # GET /score needs the query string: it comes among the headers under QUERY_KEY.
+    service = await HttpService.start(
+        handlers,
+        sock,
+        max_body_size=handlers.settings.max_body_size,
+        too_large=handlers.too_large,
+        query_header=QUERY_KEY,
+    )
     os.write(ready_fd, b"1")
     os.close(ready_fd)
     watch = loop.create_task(_watch_parent(os.getppid(), stop))

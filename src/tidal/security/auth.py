@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 
-from tidal.frontends.http.handlers import Reply, error_reply
+from tidal.core.reply import Reply, error_reply
 from tidal.security.keys import KeyHashes, load_keys_file
 
 # Probes (load balancers, Kubernetes) call these without keys.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from tidal.frontends.http.handlers import Reply, error_reply
+from tidal.core.reply import Reply, error_reply
 
 CATEGORIES = (
     "health",

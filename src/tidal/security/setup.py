@@ -9,7 +9,7 @@ from ssl import SSLContext
 import grpc
 
 from tidal.config.settings import ServerSettings
-from tidal.frontends.http.handlers import Reply, RequestGate
+from tidal.core.reply import Reply, RequestGate
 from tidal.security.auth import BearerAuth
 from tidal.security.restricted import (
     GrpcRestriction,

@@ -564,7 +564,7 @@ def test_shutdown_timeout_cancels_what_is_left():
 def test_idle_connections_time_out():
     async def main():
         handlers = ScriptedHandlers()
-        async with serving(handlers, keep_alive_timeout=0.2) as service, raw(service) as conn:
+        async with serving(handlers, idle_timeout=0.2) as service, raw(service) as conn:
             await conn.send(get("/x"))
             assert (await conn.response())[0] == 200
             assert await conn.closed()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 import orjson
 
 from tidal.core.errors import ErrorCode, InferenceError
+from tidal.core.reply import Reply, RequestGate, RequestHandler, error_reply
 from tidal.frontends.http.compression import choose_encoding, compress_body, decompress_body
-from tidal.frontends.http.routes import METHODS, Route, match_route
-from tidal.frontends.metrics.access_log import AccessLog
+from tidal.frontends.http.routes import METHODS, Route, match_route, route_method
 from tidal.protocol.http_request import decode_infer_request, decode_raw_binary_request
 from tidal.protocol.http_response import encode_infer_response
 from tidal.protocol.json_views import (
@@ -33,7 +32,8 @@ from tidal.server.facade import InferenceServer
 
 logger = logging.getLogger(__name__)
 
-JSON = "application/json"
+__all__ = ["HttpHandlers", "Reply", "RequestGate", "RequestHandler", "error_reply"]
+
 OCTET_STREAM = "application/octet-stream"
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -46,31 +46,21 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 }
 
 
-@dataclass(slots=True)
-class Reply:
-    status: int
-    body: bytes = b""
-    content_type: str = JSON
-    headers: list[tuple[str, str]] = field(default_factory=list)
+class RequestLog(Protocol):
+    """Where each answered request is written (``tidal.frontends.metrics.AccessLog``)."""
 
-
-def error_reply(status: int, message: str) -> Reply:
-    return Reply(status, orjson.dumps({"error": message}))
-
-
-class RequestHandler(Protocol):
-    """What the HTTP transport calls for each complete request: the ``Reply``, or a coroutine
-    for it when the answer has to wait (an ``async def handle`` returns one each time)."""
-
-    def handle(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> Reply | Coroutine[Any, Any, Reply]: ...
-
-
-class RequestGate(Protocol):
-    """Decides whether a request may be served (``tidal.security.BearerAuth``, for one)."""
-
-    def check(self, path: str, headers: Mapping[str, str]) -> Reply | None: ...
+    def write(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        ns: int,
+        *,
+        model: str | None,
+        version: int | None,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None: ...
 
 
 class HttpHandlers:
@@ -79,7 +69,7 @@ class HttpHandlers:
     def __init__(
         self,
         server: InferenceServer,
-        access_log: AccessLog | None = None,
+        access_log: RequestLog | None = None,
         gate: RequestGate | None = None,
     ) -> None:
         self.server = server
@@ -96,25 +86,18 @@ class HttpHandlers:
         for inference the request's queue and compute time (milliseconds).
         """
         started = time.perf_counter_ns()
-        route = None
+        route: Route | None = None
         timing = None
         try:
             refusal = self.gate.check(path, headers) if self.gate is not None else None
-            route = None if refusal is not None else match_route(path)
-            if refusal is not None:
-                reply = refusal
-            elif route is None:
-                reply = error_reply(404, f"no endpoint at {path}")
-            elif method != METHODS[route.name] and not (
-                method == "HEAD" and METHODS[route.name] == "GET"
-            ):
-                reply = error_reply(405, f"method {method} is not allowed on {path}")
-                reply.headers.append(("allow", METHODS[route.name]))
-            elif route.name == "model_infer":
+            matched = _route(method, path) if refusal is None else refusal
+            if isinstance(matched, Reply):
+                reply = matched
+            elif (route := matched).name == "model_infer":
                 timing = RequestTiming()
                 reply = await self._infer(route, headers, body, timing)
             else:
-                reply = await self._dispatch(route, headers, body)
+                reply = await self._ROUTES[route.name](self, route, headers, body)
         except InferenceError as exc:
             reply = error_reply(HTTP_STATUS.get(exc.code, 400), exc.message)
         except Exception as exc:  # the server must answer and keep serving, whatever broke
@@ -155,35 +138,69 @@ class HttpHandlers:
                 ns / 1e6,
             )
 
-    async def _dispatch(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
-        server = self.server
-        name = route.name
-        if name == "health_live":
-            return Reply(200 if server.is_live() else 400)
-        if name == "health_ready":
-            return Reply(200 if server.is_ready() else 400)
-        if name == "server_metadata":
-            return _json(server_metadata_json(server.metadata()))
-        if name == "model_metadata":
-            return _json(model_metadata_json(server.model_metadata(route.model, route.version)))
-        if name == "model_ready":
-            return Reply(200 if server.model_ready(route.model, route.version) else 400)
-        if name == "model_config":
-            return _json(model_config_json(server.model_config(route.model, route.version)))
-        if name == "model_statistics":
-            return _json(statistics_json(server.model_statistics(route.model, route.version)))
-        if name == "repository_index":
-            ready = decode_index_request(self._inflate(headers, body))
-            return _json(repository_index_json(await server.repository_index(ready)))
-        if name == "repository_load":
-            load = decode_load_request(self._inflate(headers, body))
-            await server.load_model(route.model, config=load.config, files=load.files or None)
-            return Reply(200)
-        if name == "repository_unload":
-            dependents = decode_unload_request(self._inflate(headers, body))
-            await server.unload_model(route.model, unload_dependents=dependents)
-            return Reply(200)
-        raise AssertionError(f"route {name} has no handler")
+    def allowed_methods(self, path: str) -> str | None:
+        """The methods the endpoint at ``path`` answers (the transport's 405 asks)."""
+        return route_method(path)
+
+    async def _health_live(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
+        return Reply(200 if self.server.is_live() else 400)
+
+    async def _health_ready(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
+        return Reply(200 if self.server.is_ready() else 400)
+
+    async def _server_metadata(
+        self, route: Route, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        return _json(server_metadata_json(self.server.metadata()))
+
+    async def _model_metadata(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
+        metadata = self.server.model_metadata(route.model, route.version)
+        return _json(model_metadata_json(metadata))
+
+    async def _model_ready(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
+        return Reply(200 if self.server.model_ready(route.model, route.version) else 400)
+
+    async def _model_config(self, route: Route, headers: Mapping[str, str], body: bytes) -> Reply:
+        return _json(model_config_json(self.server.model_config(route.model, route.version)))
+
+    async def _model_statistics(
+        self, route: Route, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        stats = self.server.model_statistics(route.model, route.version)
+        return _json(statistics_json(stats))
+
+    async def _repository_index(
+        self, route: Route, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        ready = decode_index_request(self._inflate(headers, body))
+        return _json(repository_index_json(await self.server.repository_index(ready)))
+
+    async def _repository_load(
+        self, route: Route, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        load = decode_load_request(self._inflate(headers, body))
+        await self.server.load_model(route.model, config=load.config, files=load.files or None)
+        return Reply(200)
+
+    async def _repository_unload(
+        self, route: Route, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        dependents = decode_unload_request(self._inflate(headers, body))
+        await self.server.unload_model(route.model, unload_dependents=dependents)
+        return Reply(200)
+
+    _ROUTES: dict[str, Callable[..., Awaitable[Reply]]] = {
+        "health_live": _health_live,
+        "health_ready": _health_ready,
+        "server_metadata": _server_metadata,
+        "model_metadata": _model_metadata,
+        "model_ready": _model_ready,
+        "model_config": _model_config,
+        "model_statistics": _model_statistics,
+        "repository_index": _repository_index,
+        "repository_load": _repository_load,
+        "repository_unload": _repository_unload,
+    }
 
     def _inflate(self, headers: Mapping[str, str], body: bytes) -> bytes:
         """The body without its content encoding, within --http-max-input-size."""
@@ -210,6 +227,34 @@ class HttpHandlers:
             OCTET_STREAM,
             [("inference-header-content-length", str(encoded.header_length))],
         )
+
+
+def _route(method: str, path: str) -> Route | Reply:
+    """The route for ``method path``, or its 404 or 405. A method the route does not serve is
+    405 also where the path's version or repository part would be refused, as in Triton."""
+    try:
+        route = match_route(path)
+    except InferenceError:
+        allowed = route_method(path)
+        if allowed is not None and not _serves(allowed, method):
+            return _not_allowed(method, path, allowed)
+        raise
+    if route is None:
+        return error_reply(404, f"no endpoint at {path}")
+    allowed = METHODS[route.name]
+    if not _serves(allowed, method):
+        return _not_allowed(method, path, allowed)
+    return route
+
+
+def _serves(allowed: str, method: str) -> bool:
+    return method == allowed or (method == "HEAD" and allowed == "GET")
+
+
+def _not_allowed(method: str, path: str, allowed: str) -> Reply:
+    reply = error_reply(405, f"method {method} is not allowed on {path}")
+    reply.headers.append(("allow", allowed))
+    return reply
 
 
 def server_timing(timing: RequestTiming | None, total_ns: int) -> str:

@@ -69,6 +69,21 @@ def match_route(path: str) -> Route | None:
     return None
 
 
+def route_method(path: str) -> str | None:
+    """The method of the endpoint ``path`` has the shape of, even where ``match_route``
+    refuses its version or repository part; None when no endpoint has that shape."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 5 and parts[:2] == ["v2", "models"] and parts[3] == "versions":
+        parts[4] = "1"  # any version: only the shape counts here
+    elif len(parts) >= 4 and parts[:2] == ["v2", "repository"] and parts[2] != "models":
+        del parts[2]  # a repository name
+    try:
+        route = match_route("/".join(parts))
+    except InferenceError:
+        return None
+    return METHODS[route.name] if route is not None else None
+
+
 def _repository_route(rest: list[str]) -> Route | None:
     """``index``, ``models/{m}/load``, ``models/{m}/unload``; Triton's optional repository
     name before them is recognised and refused."""

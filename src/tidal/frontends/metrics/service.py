@@ -11,11 +11,10 @@ import logging
 import socket
 from collections.abc import Mapping
 
-import orjson
 from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
-from tidal.frontends.http.handlers import Reply
+from tidal.core.reply import Reply, error_reply
 from tidal.frontends.http.transport import HttpService
 from tidal.frontends.metrics.collector import ModelMetricsCollector, StatisticsSource
 from tidal.frontends.metrics.exposition import CONTENT_TYPE, render
@@ -50,21 +49,17 @@ class MetricsHandlers:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> Reply:
         if path.rstrip("/") != METRICS_PATH:
-            return _error(404, f"no endpoint at {path}: metrics are served at {METRICS_PATH}")
+            return error_reply(404, f"no endpoint at {path}: metrics are served at {METRICS_PATH}")
         if method not in ("GET", "HEAD"):
-            reply = _error(405, f"method {method} is not allowed on {path}")
+            reply = error_reply(405, f"method {method} is not allowed on {path}")
             reply.headers.append(("allow", "GET"))
             return reply
         try:
             text = render(self.collectors)
         except Exception as exc:  # a broken collector must not take the endpoint down
             logger.exception("collecting metrics failed")
-            return _error(500, f"collecting metrics failed: {exc}")
+            return error_reply(500, f"collecting metrics failed: {exc}")
         return Reply(200, text, CONTENT_TYPE)
-
-
-def _error(status: int, message: str) -> Reply:
-    return Reply(status, orjson.dumps({"error": message}))
 
 
 async def start_metrics_service(
