@@ -14,7 +14,7 @@ from tidal.config.pbtxt import ConfigError
 _BUILTIN: dict[str, str] = {
     "onnxruntime": "tidal.backends.onnxruntime:OnnxRuntimeBackend",
     "pytorch": "tidal.backends.torchscript:TorchScriptBackend",
-    "ensemble": "tidal.scheduling.ensemble:EnsembleBackend",
+    "ensemble": "tidal.backends.ensemble:EnsembleBackend",
     "python": "tidal.backends.python.backend:PythonBackend",
 }
 

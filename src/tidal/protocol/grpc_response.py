@@ -6,7 +6,7 @@ as Triton sends them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -15,11 +15,11 @@ from tritonclient.grpc import service_pb2 as pb
 
 from tidal.config.model_config import ModelConfig
 from tidal.config.proto import to_proto
+from tidal.core.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 from tidal.core.types import InferResponse
 from tidal.protocol.json_views import statistics_json
+from tidal.protocol.statistics_view import StatisticsView
 from tidal.protocol.tensor_bytes import tensor_to_bytes
-from tidal.scheduling.statistics import ModelStatistics
-from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 
 __all__ = [
     "encode_infer_response",
@@ -119,7 +119,7 @@ def model_config_response(config: ModelConfig) -> pb.ModelConfigResponse:
 
 
 def statistics_response(
-    entries: list[tuple[str, int, ModelStatistics]],
+    entries: Sequence[tuple[str, int, StatisticsView]],
 ) -> pb.ModelStatisticsResponse:
     """Built from the JSON view so that both protocols report the very same fields."""
     return json_format.ParseDict(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 # The config view lives in config/, where the Python backend reads it too; re-exported here
 # beside the other views the frontends use.
 from tidal.config.json_view import model_config_json as model_config_json
-from tidal.scheduling.statistics import Duration, ModelStatistics
-from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
+from tidal.core.metadata import ModelMetadata, ServerMetadata, TensorMetadata
+from tidal.protocol.statistics_view import DurationView, StatisticsView
 
 
 def server_metadata_json(metadata: ServerMetadata) -> dict[str, Any]:
@@ -29,12 +30,12 @@ def model_metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
     }
 
 
-def statistics_json(entries: list[tuple[str, int, ModelStatistics]]) -> dict[str, Any]:
+def statistics_json(entries: Sequence[tuple[str, int, StatisticsView]]) -> dict[str, Any]:
     """Triton's statistics extension format, which perf_analyzer parses."""
     return {"model_stats": [_model_stats_json(n, v, s) for n, v, s in entries]}
 
 
-def _model_stats_json(name: str, version: int, stats: ModelStatistics) -> dict[str, Any]:
+def _model_stats_json(name: str, version: int, stats: StatisticsView) -> dict[str, Any]:
     empty = {"count": 0, "ns": 0}
     return {
         "name": name,
@@ -66,7 +67,7 @@ def _model_stats_json(name: str, version: int, stats: ModelStatistics) -> dict[s
     }
 
 
-def _duration(duration: Duration) -> dict[str, int]:
+def _duration(duration: DurationView) -> dict[str, int]:
     return {"count": duration.count, "ns": duration.ns}
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from tidal.core.errors import InferenceError
+from tidal.core.metadata import RepositoryEntry
 from tidal.protocol.json_limits import check_json_depth
-from tidal.server.repository_index import RepositoryEntry
 
 FILE_PREFIX = "file:"
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import NoReturn
 
 from tidal.config.ensemble import step_version
 from tidal.config.model_config import EnsembleStep, ModelConfig
-from tidal.config.pbtxt import ConfigError
 from tidal.core.errors import InferenceError
 from tidal.core.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 from tidal.scheduling.admission import Admission
@@ -28,7 +25,7 @@ from tidal.scheduling.statistics import (
     RequestTiming,
 )
 
-__all__ = ["EnsembleBackend", "EnsembleScheduler", "StepRunner"]
+__all__ = ["EnsembleScheduler", "StepRunner"]
 
 StepRunner = Callable[[InferRequest], Awaitable[InferResponse]]
 
@@ -170,22 +167,6 @@ class EnsembleScheduler:
             outputs=outputs,
             id=request.id,
         )
-
-
-class EnsembleBackend:
-    """The registry entry for ``platform: "ensemble"``: Triton completes nothing in an
-    ensemble's config, and an ensemble has no instances (the loader gives it an
-    ``EnsembleScheduler`` instead)."""
-
-    name = "ensemble"
-
-    def auto_complete(self, config: ModelConfig, version_dir: Path) -> ModelConfig:
-        return config
-
-    def create_instance(
-        self, config: ModelConfig, version_dir: Path, device: str, version: int
-    ) -> NoReturn:
-        raise ConfigError(f"ensemble '{config.name}' has no instances; its steps run on models")
 
 
 def _consume(task: asyncio.Task) -> None:

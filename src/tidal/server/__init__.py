@@ -1,6 +1,6 @@
 """The server facade every frontend calls."""
 
+from tidal.core.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 from tidal.server.facade import InferenceServer
-from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 
 __all__ = ["InferenceServer", "ModelMetadata", "ServerMetadata", "TensorMetadata"]

@@ -14,6 +14,7 @@ from tidal.backends.python import bls as python_bls
 from tidal.config.model_config import ModelConfig
 from tidal.config.settings import ServerSettings
 from tidal.core.errors import ErrorCode, InferenceError
+from tidal.core.metadata import ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
 from tidal.core.types import InferRequest, InferResponse
 from tidal.repository.control import ModelControl
 from tidal.repository.manager import UNLOADED, ModelRepository
@@ -26,8 +27,7 @@ from tidal.scheduling.statistics import (
     set_latency_buckets,
 )
 from tidal.server.classification import classify
-from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
-from tidal.server.repository_index import RepositoryEntry, repository_index
+from tidal.server.repository_index import repository_index
 from tidal.server.request_checks import check_request
 
 logger = logging.getLogger(__name__)

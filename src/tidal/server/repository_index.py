@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from tidal.core.metadata import RepositoryEntry
 from tidal.core.states import ModelState
 from tidal.repository.layout import list_model_folders
 from tidal.repository.manager import ModelRepository
 
 # Triton's reason for a model found in more than one repository.
 DUPLICATE_REASON = "model appears in two or more repositories"
-
-
-@dataclass(frozen=True)
-class RepositoryEntry:
-    """One line of the index. A model never loaded has only a name (empty ``version``,
-    ``state`` and ``reason``); a model without versions has an empty ``version``."""
-
-    name: str
-    version: str = ""
-    state: str = ""
-    reason: str = ""
 
 
 def repository_index(repository: ModelRepository, ready_only: bool) -> list[RepositoryEntry]:

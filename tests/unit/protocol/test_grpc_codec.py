@@ -8,6 +8,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from tidal.core.datatypes import DataType
 from tidal.core.errors import ErrorCode, InferenceError
+from tidal.core.metadata import RepositoryEntry
 from tidal.core.types import InferOutput, InferResponse
 from tidal.protocol.grpc_request import (
     CONTENTS_FIELD,
@@ -25,7 +26,6 @@ from tidal.protocol.grpc_response import (
 )
 from tidal.protocol.tensor_bytes import serialize_bytes
 from tidal.scheduling.statistics import ModelStatistics
-from tidal.server.repository_index import RepositoryEntry
 
 
 def _request(*inputs: pb.ModelInferRequest.InferInputTensor, raw=(), **fields):

@@ -6,6 +6,7 @@ import pytest
 from tidal.config import ModelConfig, TensorConfig, parse_config_text
 from tidal.config.validation import normalize_config
 from tidal.core import DataType
+from tidal.core.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 from tidal.protocol.json_views import (
     model_config_json,
     model_metadata_json,
@@ -13,7 +14,6 @@ from tidal.protocol.json_views import (
     statistics_json,
 )
 from tidal.scheduling.statistics import OTHER, ModelStatistics, Phases
-from tidal.server.metadata import ModelMetadata, ServerMetadata, TensorMetadata
 
 CONFIG_TEXT = """
 name: "m"

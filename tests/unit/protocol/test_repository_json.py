@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from tidal.core import ErrorCode, InferenceError
+from tidal.core.metadata import RepositoryEntry
 from tidal.protocol.json_limits import MAX_JSON_NESTING_DEPTH, check_json_depth
 from tidal.protocol.repository_json import (
     LoadRequest,
@@ -15,7 +16,6 @@ from tidal.protocol.repository_json import (
     decode_unload_request,
     repository_index_json,
 )
-from tidal.server.repository_index import RepositoryEntry
 
 
 def invalid(call, *args) -> str:

@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto
 
 from tidal.core import ErrorCode, InferenceError, ModelState
+from tidal.core.metadata import RepositoryEntry
 from tidal.repository import ModelRepository
 from tidal.repository.fingerprint import folder_fingerprint
 from tidal.repository.layout import list_model_folders
@@ -17,7 +18,7 @@ from tidal.repository.overrides import (
     remove_override_files,
     write_override_files,
 )
-from tidal.server.repository_index import DUPLICATE_REASON, RepositoryEntry, repository_index
+from tidal.server.repository_index import DUPLICATE_REASON, repository_index
 
 from ..tiny_onnx import identity_model, write_model
 
