@@ -7,12 +7,9 @@ import pytest
 from tidal.cli.main import build_parser
 from tidal.config import ServerSettings
 
-from ..settings_helpers import clear_tidal_environment, settings
+from ..settings_helpers import settings
 
-
-@pytest.fixture(autouse=True)
-def no_tidal_environment(monkeypatch):
-    clear_tidal_environment(monkeypatch)
+pytestmark = pytest.mark.usefixtures("no_tidal_environment")
 
 
 def test_defaults_match_triton():

@@ -16,16 +16,9 @@ from tidal.frontends.grpc.h2 import frames as f
 from tidal.frontends.grpc.h2.messages import frame
 from tidal.server import InferenceServer
 
-from ..tiny_onnx import write_ident_repository
-
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 STREAM = "/inference.GRPCInferenceService/ModelStreamInfer"
 LIVE = "/inference.GRPCInferenceService/ServerLive"
-
-
-@pytest.fixture
-def repo(tmp_path):
-    return write_ident_repository(tmp_path / "repo")
 
 
 _OPEN: list[Peer] = []  # closed after each test
@@ -145,7 +138,7 @@ def serving(repo, body, **service_options):
     return asyncio.run(main())
 
 
-def test_preface_settings_ping_and_a_unary_call(repo):
+def test_preface_settings_ping_and_a_unary_call(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         kind, flags, _, payload = await peer.frame()  # the server's SETTINGS come first
@@ -171,10 +164,10 @@ def test_preface_settings_ping_and_a_unary_call(repo):
         np.testing.assert_array_equal(_output(data), [2.5, 2.5, 2.5])
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_a_request_split_across_continuation_padding_and_frames(repo):
+def test_a_request_split_across_continuation_padding_and_frames(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         fields = [
@@ -204,10 +197,10 @@ def test_a_request_split_across_continuation_padding_and_frames(repo):
         np.testing.assert_array_equal(_output(data), np.full(1000, 7.0, np.float32))
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_a_response_larger_than_the_window_waits_for_window_update(repo):
+def test_a_response_larger_than_the_window_waits_for_window_update(ident_repo):
     async def body(service):
         # The client's stream window is 1,000 bytes: the 40 KB response must wait for it.
         peer = await Peer.connect(service.port, {f.INITIAL_WINDOW_SIZE: 1000})
@@ -230,10 +223,10 @@ def test_a_response_larger_than_the_window_waits_for_window_update(repo):
         np.testing.assert_array_equal(_output(first + data), np.full(10_000, 1.5, np.float32))
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_a_response_waits_for_the_connection_window_too(repo):
+def test_a_response_waits_for_the_connection_window_too(ident_repo):
     async def body(service):
         # Stream windows of 1 MiB: only the connection's window (65,535) holds the response.
         peer = await Peer.connect(service.port, {f.INITIAL_WINDOW_SIZE: 1 << 20})
@@ -256,10 +249,10 @@ def test_a_response_waits_for_the_connection_window_too(repo):
         assert got + len(data) > len(message)
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_unknown_method_bad_content_type_and_auth(repo, tmp_path):
+def test_unknown_method_bad_content_type_and_auth(ident_repo, tmp_path):
     from tidal.security.auth import BearerAuth
     from tidal.security.keys import KeyHashes
 
@@ -301,10 +294,10 @@ def test_unknown_method_bad_content_type_and_auth(repo, tmp_path):
         assert peer.decoder.decode(payload) == [(":status", "415")]
         peer.close()
 
-    serving(repo, body, auth=auth)
+    serving(ident_repo, body, auth=auth)
 
 
-def test_rst_stream_cancels_the_call_and_the_connection_goes_on(repo):
+def test_rst_stream_cancels_the_call_and_the_connection_goes_on(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(peer.headers(1, STREAM))  # a stream that waits for requests
@@ -320,10 +313,10 @@ def test_rst_stream_cancels_the_call_and_the_connection_goes_on(repo):
         assert _status(trailers) == ("0", "")
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_bidirectional_stream_and_its_deadline(repo):
+def test_bidirectional_stream_and_its_deadline(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(peer.headers(1, STREAM))
@@ -348,10 +341,10 @@ def test_bidirectional_stream_and_its_deadline(repo):
         assert _status(trailers)[0] == "4"
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_shutdown_sends_goaway_and_lets_the_call_in_flight_finish(repo):
+def test_shutdown_sends_goaway_and_lets_the_call_in_flight_finish(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(peer.headers(1, INFER))  # the request has not ended yet
@@ -381,7 +374,7 @@ def test_shutdown_sends_goaway_and_lets_the_call_in_flight_finish(repo):
         np.testing.assert_array_equal(_output(data), [4.0, 4.0])
         await stopping
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
 @pytest.mark.parametrize(
@@ -404,7 +397,7 @@ def test_shutdown_sends_goaway_and_lets_the_call_in_flight_finish(repo):
     ],
     ids=lambda value: None if isinstance(value, bytes) else str(value),
 )
-def test_protocol_violations_get_goaway_and_close(repo, frames, code):
+def test_protocol_violations_get_goaway_and_close(ident_repo, frames, code):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(frames)
@@ -417,10 +410,10 @@ def test_protocol_violations_get_goaway_and_close(repo, frames, code):
         assert _status(trailers) == ("0", "")
         other.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_receive_windows_are_replenished_as_data_arrives(repo):
+def test_receive_windows_are_replenished_as_data_arrives(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(peer.headers(1, INFER))
@@ -440,10 +433,10 @@ def test_receive_windows_are_replenished_as_data_arrives(repo):
         _, _, trailers, _ = await peer.response(3)
         assert _status(trailers) == ("0", "")
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_a_bad_preface_gets_goaway_and_a_close(repo):
+def test_a_bad_preface_gets_goaway_and_a_close(ident_repo):
     async def body(service):
         reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -459,4 +452,4 @@ def test_a_bad_preface_gets_goaway_and_a_close(repo):
         writer.close()
         await writer.wait_closed()
 
-    serving(repo, body)
+    serving(ident_repo, body)

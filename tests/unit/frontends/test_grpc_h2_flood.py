@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 from tritonclient.grpc import InferInput
 from tritonclient.grpc import aio as grpcclient_aio
 from tritonclient.grpc import service_pb2 as pb
@@ -18,15 +17,9 @@ from tidal.frontends.grpc.h2 import frames as f
 from tidal.frontends.grpc.h2.limits import RESET_BURST
 from tidal.frontends.grpc.h2.messages import frame
 
-from ..tiny_onnx import write_ident_repository
 from .test_grpc_h2_connection import INFER, LIVE, STREAM, Peer, _request, _status, serving
 
 EMPTY = frame(b"")  # ServerLive's request: an empty message
-
-
-@pytest.fixture
-def repo(tmp_path):
-    return write_ident_repository(tmp_path / "repo")
 
 
 def _call_and_reset(peer: Peer, sid: int) -> bytes:
@@ -56,7 +49,7 @@ async def _unary(peer: Peer, sid: int) -> None:
     assert _status(trailers) == ("0", "")
 
 
-def test_a_rapid_reset_flood_gets_goaway_enhance_your_calm(repo):
+def test_a_rapid_reset_flood_gets_goaway_enhance_your_calm(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         count = RESET_BURST + 200
@@ -70,10 +63,10 @@ def test_a_rapid_reset_flood_gets_goaway_enhance_your_calm(repo):
         await _unary(other, 1)
         other.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_calls_running_at_the_goaway_may_finish(repo):
+def test_calls_running_at_the_goaway_may_finish(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(peer.headers(1, STREAM))  # a call running before the flood
@@ -90,10 +83,10 @@ def test_calls_running_at_the_goaway_may_finish(repo):
         np.testing.assert_array_equal(output, [4.0, 4.0, 4.0])
         assert await peer.closed()  # its last call done: the connection closes
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_refused_streams_count_too(repo, monkeypatch):
+def test_refused_streams_count_too(ident_repo, monkeypatch):
     monkeypatch.setattr(h2_connection, "MAX_STREAMS", 2)
 
     async def body(service):
@@ -104,10 +97,10 @@ def test_refused_streams_count_too(repo, monkeypatch):
         _, code, _ = await _goaway(peer)
         assert code == f.ENHANCE_YOUR_CALM
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_streams_reset_for_the_clients_errors_count_too(repo):
+def test_streams_reset_for_the_clients_errors_count_too(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         bad = []  # WINDOW_UPDATE of 0 on a stream: the server must reset it (RFC 9113 6.9)
@@ -118,10 +111,10 @@ def test_streams_reset_for_the_clients_errors_count_too(repo):
         _, code, _ = await _goaway(peer)
         assert code == f.ENHANCE_YOUR_CALM
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_cancelling_many_calls_at_once_is_allowed(repo):
+def test_cancelling_many_calls_at_once_is_allowed(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         # every call a client may have open, cancelled together (a channel closed mid-flight)
@@ -133,10 +126,10 @@ def test_cancelling_many_calls_at_once_is_allowed(repo):
         assert not connection.tasks
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_a_steady_trickle_of_cancelled_calls_is_allowed(repo):
+def test_a_steady_trickle_of_cancelled_calls_is_allowed(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         sid = 1
@@ -151,10 +144,10 @@ def test_a_steady_trickle_of_cancelled_calls_is_allowed(repo):
         peer.close()
 
     # a 400 ms keepalive timeout makes the upkeep tick (and the refill) every 0.1 s
-    serving(repo, body, keepalive=Keepalive(timeout_ms=400))
+    serving(ident_repo, body, keepalive=Keepalive(timeout_ms=400))
 
 
-def test_two_hundred_concurrent_tritonclient_calls_on_one_channel(repo):
+def test_two_hundred_concurrent_tritonclient_calls_on_one_channel(ident_repo):
     async def body(service):
         client = grpcclient_aio.InferenceServerClient(f"127.0.0.1:{service.port}")
         try:
@@ -181,10 +174,10 @@ def test_two_hundred_concurrent_tritonclient_calls_on_one_channel(repo):
         finally:
             await client.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_a_later_goaway_never_names_a_higher_stream(repo):
+def test_a_later_goaway_never_names_a_higher_stream(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(peer.headers(1, STREAM))  # a call keeps the connection open after the GOAWAY
@@ -197,4 +190,4 @@ def test_a_later_goaway_never_names_a_higher_stream(repo):
         assert code == f.PROTOCOL_ERROR
         assert second <= first
 
-    serving(repo, body)
+    serving(ident_repo, body)

@@ -16,15 +16,9 @@ from tidal.frontends.grpc.h2.messages import frame
 from tidal.serve import _keepalive
 
 from ..settings_helpers import clear_tidal_environment, settings
-from ..tiny_onnx import write_ident_repository
 from .test_grpc_h2_connection import INFER, STREAM, Peer, _request, _status, serving
 
 FAST = {"time_ms": 100, "timeout_ms": 500}  # a ping after 0.1 s quiet, an ACK due in 0.5 s
-
-
-@pytest.fixture
-def repo(tmp_path):
-    return write_ident_repository(tmp_path / "repo")
 
 
 async def _next_ping(peer: Peer, timeout: float) -> bytes | None:
@@ -60,7 +54,7 @@ async def _unary(peer: Peer, sid: int) -> None:
 # -- server keepalive pings ------------------------------------------------------------------
 
 
-def test_an_unanswered_keepalive_ping_closes_the_connection(repo):
+def test_an_unanswered_keepalive_ping_closes_the_connection(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + peer.headers(1, STREAM))  # a call open, waiting for input
@@ -74,10 +68,10 @@ def test_an_unanswered_keepalive_ping_closes_the_connection(repo):
         await asyncio.sleep(0.05)
         assert task.done() and not service.connections
 
-    serving(repo, body, keepalive=Keepalive(**FAST))
+    serving(ident_repo, body, keepalive=Keepalive(**FAST))
 
 
-def test_answered_pings_keep_the_connection_and_its_calls(repo):
+def test_answered_pings_keep_the_connection_and_its_calls(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + peer.headers(1, STREAM))
@@ -90,22 +84,22 @@ def test_answered_pings_keep_the_connection_and_its_calls(repo):
         await _unary(peer, 3)
         peer.close()
 
-    serving(repo, body, keepalive=Keepalive(**FAST, max_pings_without_data=0))
+    serving(ident_repo, body, keepalive=Keepalive(**FAST, max_pings_without_data=0))
 
 
-def test_no_keepalive_ping_without_calls_unless_permitted(repo):
+def test_no_keepalive_ping_without_calls_unless_permitted(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK)
         await _unary(peer, 1)  # a call that ended: none open now
         return await _next_ping(peer, timeout=0.6)
 
-    assert serving(repo, body, keepalive=Keepalive(**FAST)) is None
+    assert serving(ident_repo, body, keepalive=Keepalive(**FAST)) is None
     permitted = Keepalive(**FAST, permit_without_calls=True)
-    assert serving(repo, body, keepalive=permitted) is not None
+    assert serving(ident_repo, body, keepalive=permitted) is not None
 
 
-def test_input_postpones_the_keepalive_ping(repo):
+def test_input_postpones_the_keepalive_ping(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + peer.headers(1, STREAM))
@@ -123,10 +117,10 @@ def test_input_postpones_the_keepalive_ping(repo):
         assert not pinged_early
         assert await _next_ping(peer, timeout=2.0) is not None  # then quiet: a ping
 
-    serving(repo, body, keepalive=Keepalive(time_ms=300, timeout_ms=1000))
+    serving(ident_repo, body, keepalive=Keepalive(time_ms=300, timeout_ms=1000))
 
 
-def test_pings_without_data_are_limited(repo):
+def test_pings_without_data_are_limited(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + peer.headers(1, STREAM))  # open, but nothing is sent back
@@ -137,8 +131,8 @@ def test_pings_without_data_are_limited(repo):
         return count
 
     # two pings, then the rest are spaced a minute apart; with 0 they go on
-    assert serving(repo, body, keepalive=Keepalive(**FAST)) == 2
-    assert serving(repo, body, keepalive=Keepalive(**FAST, max_pings_without_data=0)) == 5
+    assert serving(ident_repo, body, keepalive=Keepalive(**FAST)) == 2
+    assert serving(ident_repo, body, keepalive=Keepalive(**FAST, max_pings_without_data=0)) == 5
 
 
 # -- the client's pings ---------------------------------------------------------------------
@@ -148,7 +142,7 @@ def _ping(n: int) -> bytes:
     return f.ping(n.to_bytes(8, "big"))
 
 
-def test_too_many_client_pings_get_goaway_too_many_pings(repo):
+def test_too_many_client_pings_get_goaway_too_many_pings(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + b"".join(_ping(n) for n in range(4)))  # 3 early pings
@@ -156,10 +150,10 @@ def test_too_many_client_pings_get_goaway_too_many_pings(repo):
         assert (code, debug) == (f.ENHANCE_YOUR_CALM, b"too_many_pings")
         assert await peer.closed()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_two_early_pings_are_tolerated_and_zero_strikes_means_no_limit(repo):
+def test_two_early_pings_are_tolerated_and_zero_strikes_means_no_limit(ident_repo):
     async def body(service, pings):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + b"".join(_ping(n) for n in range(pings)))
@@ -171,11 +165,11 @@ def test_two_early_pings_are_tolerated_and_zero_strikes_means_no_limit(repo):
         await _unary(peer, 1)  # still serving
         peer.close()
 
-    serving(repo, lambda service: body(service, 3))  # the first is on time, then 2 strikes
-    serving(repo, lambda service: body(service, 50), keepalive=Keepalive(max_ping_strikes=0))
+    serving(ident_repo, lambda service: body(service, 3))  # the first is on time, then 2 strikes
+    serving(ident_repo, lambda service: body(service, 50), keepalive=Keepalive(max_ping_strikes=0))
 
 
-def test_pings_between_responses_are_no_strikes(repo):
+def test_pings_between_responses_are_no_strikes(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK)
@@ -184,10 +178,10 @@ def test_pings_between_responses_are_no_strikes(repo):
             await _unary(peer, 2 * n + 1)
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
-def test_early_pings_strike_while_calls_are_open(repo):
+def test_early_pings_strike_while_calls_are_open(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + peer.headers(1, STREAM))
@@ -196,7 +190,7 @@ def test_early_pings_strike_while_calls_are_open(repo):
         return await _goaway(peer)
 
     short = Keepalive(min_recv_ping_interval_without_data_ms=1)
-    code, debug = serving(repo, body)  # 5 minutes expected between pings by default
+    code, debug = serving(ident_repo, body)  # 5 minutes expected between pings by default
     assert (code, debug) == (f.ENHANCE_YOUR_CALM, b"too_many_pings")
 
     async def spaced(service):  # 1 ms expected: pings 20 ms apart are fine
@@ -208,13 +202,13 @@ def test_early_pings_strike_while_calls_are_open(repo):
         await _unary(peer, 3)
         peer.close()
 
-    serving(repo, spaced, keepalive=short)
+    serving(ident_repo, spaced, keepalive=short)
 
 
 # -- idle connections ------------------------------------------------------------------------
 
 
-def test_an_idle_connection_gets_goaway_and_is_closed(repo):
+def test_an_idle_connection_gets_goaway_and_is_closed(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK)
@@ -225,10 +219,10 @@ def test_an_idle_connection_gets_goaway_and_is_closed(repo):
         assert await peer.closed()
         assert 0.15 <= time.monotonic() - started < 2.0
 
-    serving(repo, body, keepalive=Keepalive(max_connection_idle_ms=200))
+    serving(ident_repo, body, keepalive=Keepalive(max_connection_idle_ms=200))
 
 
-def test_a_connection_with_a_call_open_is_not_idle(repo):
+def test_a_connection_with_a_call_open_is_not_idle(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK + peer.headers(1, STREAM))
@@ -237,10 +231,10 @@ def test_a_connection_with_a_call_open_is_not_idle(repo):
         assert len(service.connections) == 1
         peer.close()
 
-    serving(repo, body, keepalive=Keepalive(max_connection_idle_ms=200))
+    serving(ident_repo, body, keepalive=Keepalive(max_connection_idle_ms=200))
 
 
-def test_idle_connections_stay_open_by_default(repo):
+def test_idle_connections_stay_open_by_default(ident_repo):
     async def body(service):
         peer = await Peer.connect(service.port)
         peer.send(f.SETTINGS_ACK)
@@ -248,7 +242,7 @@ def test_idle_connections_stay_open_by_default(repo):
         await _unary(peer, 1)
         peer.close()
 
-    serving(repo, body)
+    serving(ident_repo, body)
 
 
 # -- settings --------------------------------------------------------------------------------
