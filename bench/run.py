@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models import DEFAULT_REPOSITORY, MODEL_NAMES, build_repository
+from bench.models import DEFAULT_REPOSITORY, MODEL_NAMES, ModelInfo, build_repository
 from bench.perf_analyzer import LoadResult, run_perf_analyzer
 from bench.raw_ceiling import Ceiling, measure
 from bench.server_process import TidalProcess, default_perf_analyzer, free_port
@@ -216,16 +216,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     loadavg_start = os.getloadavg()
     infos = build_repository(args.repository, tuple(args.models), quiet=True)
-    ceilings: dict[str, Ceiling] = {}
-    if args.raw_seconds > 0:
-        cpu = _first_cpu(args.server_cpus)
-        _log(f"# raw ONNX Runtime ceiling on CPU {cpu}, {args.raw_seconds:g} s per batch size")
-        ceilings = measure(infos, args.repository, args.raw_seconds, cpu)
-        for ceiling in ceilings.values():
-            _log(
-                f"#   {ceiling.model:9} best b={ceiling.best_batch}: "
-                f"{ceiling.samples_per_s:,.1f} samples/s"
-            )
+    ceilings = _raw_ceilings(args, infos) if args.raw_seconds > 0 else {}
 
     # Serve only the selected models, so the idle RSS is theirs: a folder of links to them.
     view = Path(tempfile.mkdtemp(prefix="tidal-bench-repository-"))
@@ -248,16 +239,7 @@ def run(args: argparse.Namespace) -> dict:
         rss["idle"] = _rss(server)
         for pass_number in range(1, args.repeat + 1):
             for model in args.models:
-                levels = args.cnn_concurrency if model == "cnn" else args.concurrency
-                for protocol, tensor_format in _variants(args.protocols, args.formats):
-                    url = server.grpc_url if protocol == "grpc" else server.url
-                    for concurrency in levels:
-                        point = (model, protocol, tensor_format, concurrency, pass_number)
-                        rows.append(_measure(args, server, url, point, ceilings.get(model)))
-                        if args.anchors_jsonl:
-                            args.anchors_jsonl.parent.mkdir(parents=True, exist_ok=True)
-                            with args.anchors_jsonl.open("a") as handle:
-                                handle.write(json.dumps(_anchor_row(args, rows[-1], url)) + "\n")
+                rows.extend(_measure_model(args, server, model, pass_number, ceilings.get(model)))
                 rss["after_model"].append(
                     {"pass": pass_number, "model": model, "rss_mib": _rss(server)}
                 )
@@ -308,6 +290,41 @@ def run(args: argparse.Namespace) -> dict:
         "rss_mib": rss,
         "rows": rows,
     }
+
+
+def _raw_ceilings(args: argparse.Namespace, infos: dict[str, ModelInfo]) -> dict[str, Ceiling]:
+    """The raw ONNX Runtime ceiling of each model, on the first of the server's CPUs."""
+    cpu = _first_cpu(args.server_cpus)
+    _log(f"# raw ONNX Runtime ceiling on CPU {cpu}, {args.raw_seconds:g} s per batch size")
+    ceilings = measure(infos, args.repository, args.raw_seconds, cpu)
+    for ceiling in ceilings.values():
+        _log(
+            f"#   {ceiling.model:9} best b={ceiling.best_batch}: "
+            f"{ceiling.samples_per_s:,.1f} samples/s"
+        )
+    return ceilings
+
+
+def _measure_model(
+    args: argparse.Namespace,
+    server: TidalProcess,
+    model: str,
+    pass_number: int,
+    ceiling: Ceiling | None,
+) -> list[dict]:
+    """One model's rows of a pass: every protocol, format and concurrency level."""
+    rows = []
+    levels = args.cnn_concurrency if model == "cnn" else args.concurrency
+    for protocol, tensor_format in _variants(args.protocols, args.formats):
+        url = server.grpc_url if protocol == "grpc" else server.url
+        for concurrency in levels:
+            point = (model, protocol, tensor_format, concurrency, pass_number)
+            rows.append(_measure(args, server, url, point, ceiling))
+            if args.anchors_jsonl:
+                args.anchors_jsonl.parent.mkdir(parents=True, exist_ok=True)
+                with args.anchors_jsonl.open("a") as handle:
+                    handle.write(json.dumps(_anchor_row(args, rows[-1], url)) + "\n")
+    return rows
 
 
 def _measure(
