@@ -1,7 +1,7 @@
 """The issue's register -> deploy -> call -> update -> fail -> delete flow, through ``tidal.sdk``.
 
 Real service processes on free loopback ports under a temporary ``TIDAL_HOME``; the model is a
-tiny ONNX graph, the extra pip package a wheel the test builds from a temporary project
+tiny ONNX graph, the extra pip package a wheel the test writes by hand
 (installed with ``--no-index``: no package index is contacted).
 """
 
@@ -12,8 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -25,6 +23,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from tests.unit.deploy.wheels import build_wheel
 from tritonclient.utils import InferenceServerException
 
 from tidal.sdk import (
@@ -112,39 +111,13 @@ def _write_config(tmp_path: Path, home: Path) -> Path:
 
 
 def _build_wheel(tmp_path: Path) -> Path:
-    """``pip wheel`` of a one-module project, offline (no build isolation, no index)."""
-    project = tmp_path / "extra_project"
-    (project / "tidal_sdk_extra").mkdir(parents=True)
-    (project / "tidal_sdk_extra" / "__init__.py").write_text(
-        "def greet():\n    return 'hello from a local wheel'\n"
+    """A one-module wheel written by hand: no build backend (``setuptools``, ``wheel``) needed."""
+    return build_wheel(
+        tmp_path / "wheels",
+        "tidal_sdk_extra",
+        "0.1",
+        body="def greet():\n    return 'hello from a local wheel'\n",
     )
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [build-system]
-            requires = ["setuptools"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "tidal-sdk-extra"
-            version = "0.1"
-            """
-        )
-    )
-    out = tmp_path / "wheels"
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps"),
-            *("--no-index", "--disable-pip-version-check", "-w", str(out), str(project)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (wheel,) = out.glob("tidal_sdk_extra-0.1-*.whl")
-    return wheel
 
 
 def _source(tmp_path: Path, release: int) -> Path:

@@ -51,8 +51,9 @@ def python_for_environment(
     An empty list needs no environment and returns the running interpreter. Otherwise the
     environment is built on first use (``output`` receives progress lines) and reused after.
     Entries may be requirement specifiers, local paths to wheels or project folders, or pip
-    option lines such as ``--find-links DIR``; when every requirement is a local path, pip runs
-    with ``--no-index`` so that no package index is contacted.
+    option lines such as ``--find-links DIR``; when every requirement is a local wheel, pip runs
+    with ``--no-index`` so that no package index is contacted (a project folder or source
+    archive needs its build backend, which pip fetches from its index).
     """
     packages = normalise_packages(pip_packages)
     if not packages:
@@ -197,8 +198,7 @@ def _build(env_dir: Path, packages: Sequence[str], output: Output) -> None:
         "-r",
         str(requirements),
     ]
-    requirement_lines = [p for p in packages if not p.startswith("-")]
-    if requirement_lines and all(_looks_like_path(p) for p in requirement_lines):
+    if _only_local_wheels(packages):
         command.append("--no-index")
     _run(command, output, "pip install")
     (env_dir / _MARKER).write_text(
@@ -272,6 +272,18 @@ def _looks_like_path(entry: str) -> bool:
         or os.sep in entry
         or (os.altsep is not None and os.altsep in entry)
         or entry.endswith((".whl", ".tar.gz", ".zip"))
+    )
+
+
+def _only_local_wheels(packages: Sequence[str]) -> bool:
+    """Whether pip has nothing to fetch: every requirement is a built wheel on disk.
+
+    A project folder or a source archive is built by its build backend (``setuptools`` and
+    the like), which pip installs from its index into an isolated build environment.
+    """
+    requirements = [p for p in packages if not p.startswith("-")]
+    return bool(requirements) and all(
+        _looks_like_path(p) and p.endswith(".whl") for p in requirements
     )
 
 

@@ -238,3 +238,33 @@ def test_pip_packages_from_conda(obj, expected):
 def test_pip_packages_from_conda_errors_name_the_field(obj, field):
     with pytest.raises(ValueError, match=field):
         pip_packages_from_conda(obj)
+
+
+_BACKEND = '''
+import os, shutil
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    (name,) = [n for n in os.listdir("prebuilt") if n.endswith(".whl")]
+    shutil.copy(os.path.join("prebuilt", name), wheel_directory)
+    return name
+'''
+
+
+def test_local_project_folder_fetches_its_build_backend(tmp_path, monkeypatch):
+    # A project folder needs its build backend, which pip fetches from an index (here a local
+    # file index named by an option line): the build must not run with --no-index.
+    monkeypatch.delenv("PIP_NO_INDEX")
+    index = tmp_path / "index" / "tidal-envtest-backend"
+    backend = build_wheel(index, "tidal_envtest_backend", body=_BACKEND)
+    (index / "index.html").write_text(f'<a href="{backend.name}">{backend.name}</a>\n')
+    project = tmp_path / "project"
+    build_wheel(project / "prebuilt", "tidal_envtest_folder", body="X = 'from a folder'\n")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["tidal_envtest_backend"]\n'
+        'build-backend = "tidal_envtest_backend"\n'
+    )
+    python = python_for_environment(
+        tmp_path / "home", [str(project), f"--index-url {(tmp_path / 'index').as_uri()}"]
+    )
+    result = _run_python(python, "import tidal_envtest_folder as m; print(m.X)")
+    assert result.stdout.strip() == "from a folder", result.stderr
