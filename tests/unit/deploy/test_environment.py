@@ -240,14 +240,14 @@ def test_pip_packages_from_conda_errors_name_the_field(obj, field):
         pip_packages_from_conda(obj)
 
 
-_BACKEND = '''
+_BACKEND = """
 import os, shutil
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     (name,) = [n for n in os.listdir("prebuilt") if n.endswith(".whl")]
     shutil.copy(os.path.join("prebuilt", name), wheel_directory)
     return name
-'''
+"""
 
 
 def test_local_project_folder_fetches_its_build_backend(tmp_path, monkeypatch):
