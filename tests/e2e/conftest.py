@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,7 +80,12 @@ class TidalServer:
     ``args`` say otherwise; a later flag wins, so tests can still pass their own ports.
     """
 
-    def __init__(self, args: Sequence[str], pass_fds: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        pass_fds: Sequence[int] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         # TIDAL_E2E_GRPC_TRANSPORT=aio runs the suite's servers on the grpc.aio transport
         transport = os.environ.get("TIDAL_E2E_GRPC_TRANSPORT")
         chosen = ["--grpc-transport", transport] if transport else []
@@ -100,7 +105,7 @@ class TidalServer:
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            env=tidal_env(),
+            env={**tidal_env(), **(env or {})},  # env: TIDAL_* variables of a test
             pass_fds=tuple(pass_fds),
         )
         self._reader = threading.Thread(target=self._drain, name="tidal-stderr", daemon=True)

@@ -8,6 +8,8 @@ import subprocess
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
 
 import tidal
 
@@ -168,3 +170,52 @@ def test_sigterm_stops_the_server(tmp_path, start_server):
     except subprocess.TimeoutExpired:
         pytest.fail("server did not exit within 15 s of SIGTERM")
     assert code in (0, -signal.SIGTERM), proc.stderr
+
+
+# ----------------------------------------------------------------------------- TIDAL_* variables
+
+
+def test_restricted_api_variables_take_groups_separated_by_semicolons(tmp_path):
+    # APIS:KEY=VALUE holds a ':', so these two variables split their groups at ';' (paths,
+    # as TIDAL_MODEL_REPOSITORY's, still split at ':').
+    first, second = tmp_path / "a", tmp_path / "b"
+    simple_model(first, "m1")
+    simple_model(second, "m2")
+    env = {
+        "TIDAL_MODEL_REPOSITORY": f"{first}:{second}",
+        "TIDAL_HTTP_RESTRICTED_API": "model-repository:admin-key=s3cret;statistics:stats-key=a=b",
+        "TIDAL_GRPC_RESTRICTED_PROTOCOL": "model-repository:admin-key=s3cret",
+    }
+    proc = TidalServer(
+        ["--http-port", "0", "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1"],
+        env=env,
+    )
+    try:
+        proc.wait_started()
+        with httpx.Client(base_url=proc.base_url, timeout=30) as client:
+            assert client.get("/v2/models/m1/ready").status_code == 200
+            assert client.get("/v2/models/m2/ready").status_code == 200
+            refused = client.post("/v2/repository/index")
+            assert refused.status_code == 403, refused.text
+            assert refused.json() == {
+                "error": "This API is restricted, expecting header 'admin-key'"
+            }
+            allowed = client.post("/v2/repository/index", headers={"admin-key": "s3cret"})
+            assert allowed.status_code == 200, allowed.text
+            # The value is everything after the first '=' of its group.
+            assert client.get("/v2/models/m1/stats").status_code == 403
+            stats = client.get("/v2/models/m1/stats", headers={"stats-key": "a=b"})
+            assert stats.status_code == 200, stats.text
+        grpc_client = triton_grpc.InferenceServerClient(proc.grpc_url)
+        try:
+            with pytest.raises(InferenceServerException) as caught:
+                grpc_client.get_model_repository_index()
+            assert caught.value.status() == "StatusCode.UNAVAILABLE"
+            index = grpc_client.get_model_repository_index(
+                headers={"triton-grpc-protocol-admin-key": "s3cret"}
+            )
+            assert {m.name for m in index.models} == {"m1", "m2"}
+        finally:
+            grpc_client.close()
+    finally:
+        proc.stop()

@@ -86,7 +86,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(ServerSettings)
     for field in dataclasses.fields(ServerSettings):
         flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata.get('help', '')} [env {ENV_PREFIX}{field.name.upper()}]"
+        env_help = f"env {ENV_PREFIX}{field.name.upper()}"
+        if _is_multi(field):
+            env_help += f", several separated by '{env_separator(field)}'"
+        help_text = f"{field.metadata.get('help', '')} [{env_help}]"
         kind = hints[field.name]
         if _is_multi(field):
             parser.add_argument(
@@ -113,7 +116,7 @@ def parse_bool(text: str) -> bool:
 def _parse_env(field: dataclasses.Field, text: str) -> object:
     kind = typing.get_type_hints(ServerSettings)[field.name]
     if _is_multi(field):
-        return [part for part in text.split(os.pathsep) if part]
+        return [part for part in text.split(env_separator(field)) if part]
     try:
         if _is_bool(kind):
             return parse_bool(text)
@@ -123,8 +126,14 @@ def _parse_env(field: dataclasses.Field, text: str) -> object:
 
 
 def _is_multi(field: dataclasses.Field) -> bool:
-    """Tuple-valued settings are repeatable flags (and ``:``-separated variables)."""
+    """Tuple-valued settings are repeatable flags (and variables holding several values)."""
     return isinstance(field.default, tuple)
+
+
+def env_separator(field: dataclasses.Field) -> str:
+    """What separates the values of a repeatable setting's variable: ``os.pathsep`` (``:``),
+    as in ``PATH``, unless the field's values can hold it (``APIS:KEY=VALUE`` uses ``;``)."""
+    return str(field.metadata.get("env_separator", os.pathsep))
 
 
 def _is_bool(kind: object) -> bool:

@@ -235,6 +235,7 @@ class ServerSettings:
             "logging) only to requests with the header KEY: VALUE; others get 403 "
             "(repeatable).",
             metavar="APIS:KEY=VALUE",
+            env_separator=";",  # the value holds ':'
         ),
     )
     grpc_restricted_protocol: tuple[str, ...] = field(
@@ -243,6 +244,7 @@ class ServerSettings:
             "As Triton: serve the gRPC API categories APIS only to calls with the metadata "
             "'triton-grpc-protocol-KEY: VALUE'; others fail with UNAVAILABLE (repeatable).",
             metavar="APIS:KEY=VALUE",
+            env_separator=";",  # the value holds ':'
         ),
     )
     ssl_certfile: str = field(
