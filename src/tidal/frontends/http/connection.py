@@ -49,6 +49,7 @@ class HttpConnection(asyncio.Protocol):
         "_continue_pending",
         "_discard",
         "_drain_waiter",
+        "_feed",
         "_handle",
         "_idle_ticks",
         "_linger",
@@ -77,6 +78,7 @@ class HttpConnection(asyncio.Protocol):
             check_head=service.check_head,
             query_header=service.query_header,
         )
+        self._feed = self._request.feed
         self._transport: asyncio.Transport = None  # type: ignore[assignment]
         self._continue_pending = False
         # requests parsed but not answered yet, behind the one ``_task`` is answering
@@ -124,8 +126,15 @@ class HttpConnection(asyncio.Protocol):
         if self._discard:
             return
         self._idle_ticks = 0
+        request = self._request
         try:
-            self._request.feed(data)
+            if request.in_head:  # a head arriving in pieces: bound what it may take
+                request.head_size += len(data)
+                self._feed(data)
+                if request.in_head:
+                    request.check_head_size()
+            else:
+                self._feed(data)
         except Exception as exc:  # what cannot be parsed or was refused, answered in order
             self._reject(refusal(exc, data, self._allowed))
 

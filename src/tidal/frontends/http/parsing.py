@@ -111,12 +111,16 @@ class RequestParser:
         self.head_size = 0
         self.head_ticks = 0  # service ticks seen while in the head (the header timeout)
 
-    def feed(self, data: bytes) -> None:
-        """Parse ``data``; httptools' errors and ``Refused`` propagate (see ``refusal``)."""
-        if self.in_head:  # a head arriving in pieces: bound what it may take
-            self.head_size += len(data)
-        self._parser.feed_data(data)
-        if self.in_head and self.head_size > MAX_HEAD_SIZE:
+    @property
+    def feed(self) -> Callable[[bytes], None]:
+        """httptools' own ``feed_data``: the connection calls it with each read, bounding
+        the head with ``check_head_size`` around it (one Python call less per read); its
+        errors and ``Refused`` propagate (see ``refusal``)."""
+        return self._parser.feed_data
+
+    def check_head_size(self) -> None:
+        """Refuse a head that grows past ``MAX_HEAD_SIZE`` over several reads."""
+        if self.head_size > MAX_HEAD_SIZE:
             raise Refused(
                 error_reply(431, f"the request head is larger than {MAX_HEAD_SIZE} bytes")
             )
