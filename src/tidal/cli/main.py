@@ -70,9 +70,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """Settings from the parsed flags, falling back to TIDAL_* variables, then defaults."""
-    values = {}
+    values: dict[str, typing.Any] = {}
     for field in dataclasses.fields(ServerSettings):
-        given = getattr(args, field.name, None)
+        given: typing.Any = getattr(args, field.name, None)
         if given is None:
             env = os.environ.get(ENV_PREFIX + field.name.upper())
             if env is None:
@@ -142,8 +142,10 @@ def _is_bool(kind: object) -> bool:
 
 def _base_type(kind: object) -> type:
     if isinstance(kind, types.UnionType):
-        return next(a for a in typing.get_args(kind) if a is not type(None))
-    return kind  # type: ignore[return-value]
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if not isinstance(kind, type):
+        raise TypeError(f"a setting's type must be a class or 'X | None', got {kind!r}")
+    return kind
 
 
 def _configure_logging(verbose: int) -> None:

@@ -7,10 +7,13 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tidal.cli.deploy_cmd import add_config_flags, fail, load_specs, print_how_to_call
 from tidal.deploy.kubernetes.cli import wire_kubernetes
+
+if TYPE_CHECKING:
+    from tidal.deploy.service import ServiceManager
 
 __all__ = ["add_service_command"]
 
@@ -93,7 +96,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _run(command: str, body: Callable[[Any, argparse.Namespace], int]) -> Callable[..., int]:
+def _run(
+    command: str, body: Callable[[ServiceManager, argparse.Namespace], int]
+) -> Callable[..., int]:
     """One place turning every expected error into one line on stderr and exit code 1."""
 
     def handler(args: argparse.Namespace) -> int:
@@ -109,7 +114,7 @@ def _run(command: str, body: Callable[[Any, argparse.Namespace], int]) -> Callab
     return handler
 
 
-def _list(manager: Any, args: argparse.Namespace) -> int:
+def _list(manager: ServiceManager, args: argparse.Namespace) -> int:
     services = manager.list()
     if args.output == "json":
         print(json.dumps([s.to_json() for s in services], indent=2))
@@ -124,7 +129,7 @@ def _list(manager: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(manager: Any, args: argparse.Namespace) -> int:
+def _show(manager: ServiceManager, args: argparse.Namespace) -> int:
     info = manager.get(args.name)
     if args.output == "json":
         print(json.dumps(info.to_json(), indent=2))
@@ -142,17 +147,19 @@ def _print_keys(primary: str, secondary: str, output: str) -> None:
         print(f"primaryKey:   {primary}\nsecondaryKey: {secondary}")
 
 
-def _keys(manager: Any, args: argparse.Namespace) -> int:
-    _print_keys(*manager.keys(args.name), args.output)
+def _keys(manager: ServiceManager, args: argparse.Namespace) -> int:
+    primary, secondary = manager.keys(args.name)
+    _print_keys(primary, secondary, args.output)
     return 0
 
 
-def _regen(manager: Any, args: argparse.Namespace) -> int:
-    _print_keys(*manager.regen_key(args.name, args.key), args.output)
+def _regen(manager: ServiceManager, args: argparse.Namespace) -> int:
+    primary, secondary = manager.regen_key(args.name, args.key)
+    _print_keys(primary, secondary, args.output)
     return 0
 
 
-def _logs(manager: Any, args: argparse.Namespace) -> int:
+def _logs(manager: ServiceManager, args: argparse.Namespace) -> int:
     if args.tail is not None and args.tail < 0:
         raise ValueError("--tail must be at least 0")
     sys.stdout.write(manager.logs(args.name, tail=args.tail))
@@ -173,7 +180,7 @@ def _logs(manager: Any, args: argparse.Namespace) -> int:
                 time.sleep(_FOLLOW_POLL_S)
 
 
-def _update(manager: Any, args: argparse.Namespace) -> int:
+def _update(manager: ServiceManager, args: argparse.Namespace) -> int:
     inference, deployment = load_specs(args)
     info = manager.update(
         args.name,
@@ -190,13 +197,13 @@ def _update(manager: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _call(manager: Any, args: argparse.Namespace) -> int:
+def _call(manager: ServiceManager, args: argparse.Namespace) -> int:
     answer = manager.call(args.name, args.input_data)
     print(answer if isinstance(answer, str) else json.dumps(answer))
     return 0
 
 
-def _delete(manager: Any, args: argparse.Namespace) -> int:
+def _delete(manager: ServiceManager, args: argparse.Namespace) -> int:
     manager.delete(args.name)
     print(f"Service '{args.name}' deleted")
     return 0

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "EnvironmentBuildError",
@@ -139,34 +139,41 @@ def pip_packages_from_conda(obj: Mapping[str, Any] | Sequence[Any] | None) -> tu
     """
     if obj is None:
         return ()
-    if isinstance(obj, Mapping):
-        python = obj.get("python")
-        if isinstance(python, Mapping):
-            conda = python.get("condaDependencies", python.get("conda_dependencies"))
-            return pip_packages_from_conda(conda)
-        for field in ("condaDependencies", "conda_dependencies"):
-            if field in obj:
-                return pip_packages_from_conda(obj[field])
-        dependencies = obj.get("dependencies", [])
-        field_name = "dependencies"
-    else:
-        dependencies = obj
-        field_name = "dependencies"
+    if not isinstance(obj, Mapping):
+        return _pip_entries(obj)
+    python = obj.get("python")
+    if isinstance(python, Mapping):
+        return pip_packages_from_conda(
+            python.get("condaDependencies", python.get("conda_dependencies"))
+        )
+    for field in ("condaDependencies", "conda_dependencies"):
+        if field in obj:
+            return pip_packages_from_conda(obj[field])
+    return _pip_entries(obj.get("dependencies", []))
+
+
+def _pip_entries(dependencies: object) -> tuple[str, ...]:
+    """The pip entries of a conda ``dependencies`` list (strings and ``{"pip": [...]}`` maps)."""
     if isinstance(dependencies, (str, bytes)) or not isinstance(dependencies, Sequence):
-        raise ValueError(f"{field_name} must be a list, got {type(dependencies).__name__}")
+        raise ValueError(f"dependencies must be a list, got {type(dependencies).__name__}")
     packages: list[str] = []
     for index, item in enumerate(dependencies):
         if isinstance(item, Mapping):
-            pip = item.get("pip", [])
-            if isinstance(pip, str) or not isinstance(pip, Sequence):
-                raise ValueError(f"{field_name}[{index}].pip must be a list of strings")
-            for position, entry in enumerate(pip):
-                if not isinstance(entry, str):
-                    raise ValueError(f"{field_name}[{index}].pip[{position}] must be a string")
-                packages.append(entry.strip())
+            packages.extend(_pip_list(item.get("pip", []), f"dependencies[{index}].pip"))
         elif not isinstance(item, str):
-            raise ValueError(f"{field_name}[{index}] must be a string or a {{'pip': [...]}} map")
+            raise ValueError(f"dependencies[{index}] must be a string or a {{'pip': [...]}} map")
     return tuple(p for p in packages if p)
+
+
+def _pip_list(pip: object, where: str) -> list[str]:
+    if isinstance(pip, str) or not isinstance(pip, Sequence):
+        raise ValueError(f"{where} must be a list of strings")
+    entries = []
+    for position, entry in enumerate(pip):
+        if not isinstance(entry, str):
+            raise ValueError(f"{where}[{position}] must be a string")
+        entries.append(entry.strip())
+    return entries
 
 
 # --------------------------------------------------------------------------- building
@@ -303,21 +310,9 @@ def _silent(_line: str) -> None:
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` across processes, held for the ``with`` block."""
     with path.open("a+b") as handle:
-        if os.name == "nt":
-            import msvcrt
-
-            handle.seek(0)
-            while True:
-                try:
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:  # LK_LOCK gives up after 10 s; keep waiting
-                    continue
-            try:
+        if sys.platform == "win32":
+            with _windows_lock(handle):
                 yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
         else:
             import fcntl
 
@@ -326,3 +321,23 @@ def _locked(path: Path) -> Iterator[None]:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+if sys.platform == "win32":
+
+    @contextmanager
+    def _windows_lock(handle: IO[bytes]) -> Iterator[None]:
+        import msvcrt
+
+        handle.seek(0)
+        while True:
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                break
+            except OSError:  # LK_LOCK gives up after 10 s; keep waiting
+                continue
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)

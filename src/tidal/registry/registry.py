@@ -186,7 +186,7 @@ class ModelRegistry:
         self,
         name: str,
         version: int,
-        target_dir: Path | str,
+        target_dir: str | os.PathLike[str],
         *,
         link: bool = False,
         progress: Progress | None = None,

@@ -39,13 +39,13 @@ def is_rawhttp(func: Callable[..., Any]) -> bool:
     return "azureml.contrib.services" in (getattr(func, "__module__", "") or "")
 
 
-class _Headers(dict):
+class _Headers(dict[str, str]):
     """Request headers, looked up case-insensitively (they are stored lower-case)."""
 
     def __getitem__(self, key: str) -> str:
         return super().__getitem__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __contains__(self, key: object) -> bool:

@@ -6,6 +6,7 @@ the state lives in the workspace's home, so any process (the CLI included) sees 
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,10 @@ class Webservice:
     kind ``not_found`` when there is none); a local one comes back as ``LocalWebservice``.
     """
 
+    workspace: Workspace
+    name: str
+    _info: ServiceInfo
+
     def __new__(cls, workspace: Workspace, name: str) -> Webservice:
         with translated():
             info = workspace.service_manager.get(name)
@@ -119,7 +124,7 @@ class Webservice:
         compute_type: str | None = None,
         model_name: str | None = None,
         model_id: str | None = None,
-    ) -> list[Webservice]:
+    ) -> builtins.list[Webservice]:
         """The workspace's services, optionally only those of a compute type or model."""
         with translated():
             infos = workspace.service_manager.list()
@@ -179,7 +184,7 @@ class Webservice:
         return self._info.error
 
     @property
-    def models(self) -> list[Model]:
+    def models(self) -> builtins.list[Model]:
         """The model versions the service serves."""
         from .model import Model
 
@@ -204,7 +209,9 @@ class Webservice:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def wait_for_deployment(self, show_output: bool = False, timeout_sec: float | None = None):
+    def wait_for_deployment(
+        self, show_output: bool = False, timeout_sec: float | None = None
+    ) -> None:
         """Block until the service is Healthy; raise ``WebserviceException`` (with the end of
         the service log) when it ends in any other state.
         """
