@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import grpc
@@ -269,16 +269,47 @@ def triton(server: TidalServer) -> Iterator[triton_http.InferenceServerClient]:
         yield client
 
 
+GRPC_TRANSPORTS = ("tidal", "aio")
+
+
+@pytest.fixture(scope="session")
+def transport_servers(main_repository: Path, server: TidalServer) -> Iterator:
+    """The session server on each ``--grpc-transport``, started when first asked for."""
+    servers = {os.environ.get("TIDAL_E2E_GRPC_TRANSPORT") or "tidal": server}
+    with ExitStack() as stack:
+
+        def get(transport: str) -> TidalServer:
+            if transport not in servers:
+                flags = ["--grpc-address", "127.0.0.1", "--grpc-transport", transport]
+                started = running_server(main_repository, flags=flags)
+                servers[transport] = stack.enter_context(started)
+            return servers[transport]
+
+        yield get
+
+
+@pytest.fixture(scope="module", params=GRPC_TRANSPORTS)
+def grpc_transport(request: pytest.FixtureRequest) -> str:
+    """The gRPC tests run on both transports, all of a module's on one, then on the other."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def grpc_client(server: TidalServer) -> Iterator[triton_grpc.InferenceServerClient]:
-    with triton_grpc.InferenceServerClient(server.grpc_url) as client:
+def grpc_server(grpc_transport: str, transport_servers) -> TidalServer:
+    """The session server, or one like it, serving gRPC on ``grpc_transport``."""
+    return transport_servers(grpc_transport)
+
+
+@pytest.fixture(scope="module")
+def grpc_client(grpc_server: TidalServer) -> Iterator[triton_grpc.InferenceServerClient]:
+    with triton_grpc.InferenceServerClient(grpc_server.grpc_url) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def stub(server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
-    """A raw gRPC stub on the session server (a module may override it with options)."""
-    with grpc.insecure_channel(server.grpc_url) as channel:
+def stub(grpc_server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+    """A raw gRPC stub on ``grpc_server`` (a module may override it with options)."""
+    with grpc.insecure_channel(grpc_server.grpc_url) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 

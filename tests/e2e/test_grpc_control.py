@@ -23,12 +23,15 @@ from .scheduling_models import SLOW_ITERATIONS_PER_MS
 
 
 @pytest.fixture(scope="module")
-def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TidalServer]:
+def control_server(
+    tmp_path_factory: pytest.TempPathFactory, grpc_transport: str
+) -> Iterator[TidalServer]:
     repo: Path = tmp_path_factory.mktemp("grpc_control_repo")
     slow_model(repo, "slow")
     scale_model(repo, "scale", 2.0)
     flags = ["--model-control-mode", "explicit", "--load-model", "slow"]
-    with running_server(repo, flags=[*flags, "--grpc-address", "127.0.0.1"]) as proc:
+    flags += ["--grpc-address", "127.0.0.1", "--grpc-transport", grpc_transport]
+    with running_server(repo, flags=flags) as proc:
         yield proc
 
 

@@ -20,8 +20,8 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture(scope="module")
-def channel(server: TidalServer) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(server.grpc_url) as channel:
+def channel(grpc_server: TidalServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(grpc_server.grpc_url) as channel:
         yield channel
 
 
@@ -280,8 +280,8 @@ def test_model_execution_failure_is_internal(stub):
     assert np.frombuffer(response.raw_output_contents[0], np.float32).tolist() == [0, 1, 2, 3]
 
 
-def test_errors_through_tritonclient(server):
-    client = triton_grpc.InferenceServerClient(server.grpc_url)
+def test_errors_through_tritonclient(grpc_server):
+    client = triton_grpc.InferenceServerClient(grpc_server.grpc_url)
     try:
         data = np.zeros((1, 4), np.float32)
         inputs = [triton_grpc.InferInput("INPUT0", [1, 4], "FP32").set_data_from_numpy(data)]

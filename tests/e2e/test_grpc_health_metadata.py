@@ -3,7 +3,10 @@ compared with what the same server answers over HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
@@ -11,9 +14,16 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.grpc import service_pb2 as pb
 
-from .conftest import error_message
+from .conftest import TidalServer, error_message, http_client
 
 MODELS = ["add_sub_int32", "identity_bytes", "classifier", "nobatch", "autocomplete_batch"]
+
+
+@pytest.fixture(scope="module")
+def http(grpc_server: TidalServer) -> Iterator[httpx.Client]:
+    """HTTP on the server the gRPC calls go to (statistics must be the same server's)."""
+    with http_client(grpc_server) as client:
+        yield client
 
 
 def test_live_and_ready(grpc_client):
@@ -133,7 +143,11 @@ def test_allow_grpc_false_serves_http_only(tmp_path, start_server):
     assert "GRPCInferenceService" not in proc.stderr
 
 
-def test_busy_grpc_port_exits_with_a_clear_error(tmp_path, start_server, server):
-    proc = start_server(tmp_path, flags=["--grpc-port", str(server.grpc_port)], wait=False)
+def test_busy_grpc_port_exits_with_a_clear_error(
+    tmp_path, start_server, grpc_server, grpc_transport
+):
+    port = str(grpc_server.grpc_port)
+    flags = ["--grpc-port", port, "--grpc-transport", grpc_transport]
+    proc = start_server(tmp_path, flags=flags, wait=False)
     assert proc.wait_exited() != 0
-    assert f"cannot listen on 0.0.0.0:{server.grpc_port}" in proc.stderr
+    assert f"cannot listen on 0.0.0.0:{port}" in proc.stderr

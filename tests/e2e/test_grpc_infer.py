@@ -25,12 +25,12 @@ MAX_MESSAGE = 2**31 - 1
 
 
 @pytest.fixture(scope="module")
-def stub(server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+def stub(grpc_server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.max_receive_message_length", MAX_MESSAGE),
     ]
-    with grpc.insecure_channel(server.grpc_url, options=options) as channel:
+    with grpc.insecure_channel(grpc_server.grpc_url, options=options) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
@@ -329,9 +329,9 @@ def test_async_infer_callbacks_get_their_own_results(grpc_client):
     assert not sent
 
 
-def test_asyncio_client(server):
+def test_asyncio_client(grpc_server):
     async def run():
-        async with triton_grpc_aio.InferenceServerClient(server.grpc_url) as client:
+        async with triton_grpc_aio.InferenceServerClient(grpc_server.grpc_url) as client:
             assert await client.is_server_live()
             assert await client.is_model_ready("add_sub_fp32")
             metadata = await client.get_model_metadata("add_sub_fp32", as_json=True)

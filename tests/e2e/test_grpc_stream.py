@@ -98,9 +98,9 @@ def test_tritonclient_error_callback_then_success(grpc_client):
         grpc_client.stop_stream()
 
 
-def test_asyncio_stream(server):
+def test_asyncio_stream(grpc_server):
     async def run() -> None:
-        async with triton_grpc_aio.InferenceServerClient(server.grpc_url) as client:
+        async with triton_grpc_aio.InferenceServerClient(grpc_server.grpc_url) as client:
 
             async def requests():
                 for i in range(IN_FLIGHT):
