@@ -3,11 +3,11 @@
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tidal.registry import ModelRegistry
 
+from ..waiting import wait_until
 from .conftest import write_tree
 
 SRC_DIR = Path(__file__).resolve().parents[3] / "src"
@@ -19,6 +19,7 @@ from tidal.registry import ModelRegistry
 
 home, source, go, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 registry = ModelRegistry(home)
+Path(sys.argv[5]).touch()  # opened: ready for the race
 while not go.exists():
     time.sleep(0.005)
 print(json.dumps([registry.register("shared", source).version for _ in range(count)]))
@@ -30,17 +31,18 @@ def test_concurrent_registers_get_distinct_versions(home, tmp_path):
     go = tmp_path / "go"
     workers = []
     for index in range(2):
+        ready = tmp_path / f"ready{index}"
         source = write_tree(tmp_path / f"src{index}", {"w.bin": bytes([index]) * (1 << 20)})
         workers.append(
             subprocess.Popen(
-                [sys.executable, "-c", _WORKER, str(home), str(source), str(go), "8"],
+                [sys.executable, "-c", _WORKER, str(home), str(source), str(go), "8", str(ready)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
                 env={"PYTHONPATH": str(SRC_DIR), "PATH": "/usr/bin:/bin"},
             )
         )
-    time.sleep(0.5)  # both have imported and opened the registry
+    wait_until(lambda: all((tmp_path / f"ready{i}").exists() for i in range(2)), "both workers")
     go.touch()
     seen = []
     for worker in workers:

@@ -20,6 +20,7 @@ from tidal.repository.manager import UNLOADED, load_failure
 from tidal.repository.poll import RepositoryPoller
 
 from ..tiny_onnx import identity_model, identity_neg_model, write_model
+from ..waiting import until
 
 CONFIG = """
 name: "{name}"
@@ -317,7 +318,7 @@ def test_poller_stops_cleanly(tmp_path):
     async def body(repository, control, failed):
         poller = RepositoryPoller(repository, interval=0.01)
         poller.start()
-        await asyncio.sleep(0.1)
+        await until(lambda: repository.is_ready("a"), "the poller to load 'a'")
         await poller.stop()
         assert repository.is_ready("a")
 

@@ -26,6 +26,8 @@ from tidal.scheduling.dynamic_batcher import DynamicBatchScheduler
 from tidal.scheduling.instance_pool import InstancePool
 from tidal.scheduling.statistics import ModelStatistics
 
+from ..waiting import until
+
 
 class GatedInstance:
     """Echoes INPUT0; a batch runs only once the test opens the gate of its first value."""
@@ -87,14 +89,6 @@ class Harness:
         return asyncio.ensure_future(self.scheduler.submit(_request(value, **parameters)))
 
 
-async def _until(condition, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition never held")
-
-
 def _run(coroutine) -> None:
     asyncio.run(coroutine)
 
@@ -118,10 +112,10 @@ def test_higher_priority_runs_first():
         harness = Harness(_config(max_batch=1, priority_levels=2, default_priority_level=2))
         busy = harness.gate(0)
         blocker = harness.submit(0)
-        await _until(lambda: harness.log == [[0.0]])
+        await until(lambda: harness.log == [[0.0]])
         low = harness.submit(1)  # default level 2
         high = harness.submit(2, priority=1)
-        await asyncio.sleep(0.02)
+        await until(lambda: harness.scheduler.inflight == 3, "both queued")
         busy.set()
         await asyncio.gather(blocker, low, high)
         assert harness.log == [[0.0], [2.0], [1.0]]
@@ -135,7 +129,7 @@ def test_preserve_ordering_holds_a_fast_response_behind_a_slow_one():
         harness = Harness(_config(max_batch=1, preserve_ordering=True), instances=2)
         slow_gate, fast_gate = harness.gate(1), harness.gate(2)
         slow, fast = harness.submit(1), harness.submit(2)
-        await _until(lambda: len(harness.log) == 2)
+        await until(lambda: len(harness.log) == 2)
         fast_gate.set()
         await asyncio.sleep(0.1)
         assert not fast.done(), "the second response must wait for the first"
@@ -155,7 +149,7 @@ def test_without_preserve_ordering_a_fast_response_leaves_first():
         harness = Harness(_config(max_batch=1), instances=2)
         slow_gate, fast_gate = harness.gate(1), harness.gate(2)
         slow, fast = harness.submit(1), harness.submit(2)
-        await _until(lambda: len(harness.log) == 2)
+        await until(lambda: len(harness.log) == 2)
         fast_gate.set()
         await asyncio.wait_for(fast, 5)
         assert not slow.done()
@@ -172,7 +166,7 @@ def test_timeout_action_delay_moves_a_request_behind_fresh_ones():
         harness = Harness(_config(max_batch=1, default_queue_policy=policy))
         busy = harness.gate(0)
         blocker = harness.submit(0)
-        await _until(lambda: len(harness.log) == 1)
+        await until(lambda: len(harness.log) == 1)
         stale = harness.submit(1)
         await asyncio.sleep(0.1)  # past its 50 ms: moved to the delayed queue
         fresh = harness.submit(2)
@@ -190,7 +184,7 @@ def test_timeout_action_reject_fails_only_the_late_request():
         harness = Harness(_config(max_batch=1, default_queue_policy=policy))
         busy = harness.gate(0)
         blocker = harness.submit(0)
-        await _until(lambda: len(harness.log) == 1)
+        await until(lambda: len(harness.log) == 1)
         late = harness.submit(1)
         with pytest.raises(InferenceError) as failure:
             await asyncio.wait_for(late, 5)
@@ -216,9 +210,9 @@ def test_max_queue_size_applies_per_priority_level():
         )
         busy = harness.gate(0)
         blocker = harness.submit(0)
-        await _until(lambda: len(harness.log) == 1)
+        await until(lambda: len(harness.log) == 1)
         queued = harness.submit(1, priority=2)
-        await asyncio.sleep(0.01)
+        await until(lambda: harness.scheduler.inflight == 2, "the queued request")
         with pytest.raises(InferenceError, match="Exceeds maximum queue size"):
             await harness.scheduler.submit(_request(2, priority=2))
         other_level = harness.submit(3, priority=1)
@@ -235,10 +229,10 @@ def test_cancelled_request_is_never_executed():
         harness = Harness(_config(max_batch=1))
         busy = harness.gate(0)
         blocker = harness.submit(0)
-        await _until(lambda: len(harness.log) == 1)
+        await until(lambda: len(harness.log) == 1)
         gone = harness.submit(1)
         kept = harness.submit(2)
-        await asyncio.sleep(0.01)
+        await until(lambda: harness.scheduler.inflight == 3, "both queued")
         gone.cancel()
         busy.set()
         await asyncio.gather(blocker, kept)
@@ -254,9 +248,9 @@ def test_a_batch_is_cut_to_the_largest_preferred_size():
         harness = Harness(_config(max_batch=4, preferred_batch_size=(2,)))
         busy = harness.gate(0)
         blocker = harness.submit(0)
-        await _until(lambda: len(harness.log) == 1)
+        await until(lambda: len(harness.log) == 1)
         queued = [harness.submit(v) for v in (1, 2, 3)]
-        await asyncio.sleep(0.01)
+        await until(lambda: harness.scheduler.inflight == 4, "three queued")
         busy.set()
         await asyncio.gather(blocker, *queued)
         assert harness.log == [[0.0], [1.0, 2.0], [3.0]]
@@ -274,7 +268,7 @@ def test_stop_runs_what_was_accepted_and_refuses_new_work():
         harness = Harness(_config(max_batch=1))
         busy = harness.gate(0)
         accepted = [harness.submit(v) for v in (0, 1, 2)]
-        await _until(lambda: len(harness.log) == 1)
+        await until(lambda: len(harness.log) == 1)
         stopping = asyncio.ensure_future(harness.scheduler.stop())
         await asyncio.sleep(0.01)
         with pytest.raises(InferenceError) as refused:

@@ -24,6 +24,8 @@ from tidal.scheduling.factory import build_scheduler
 from tidal.scheduling.instance_pool import InstancePool
 from tidal.scheduling.statistics import ModelStatistics
 
+from ..waiting import until
+
 TIMEOUT_S = 5.0
 
 
@@ -110,14 +112,6 @@ def run(coro):
         return await asyncio.wait_for(coro, TIMEOUT_S * 2)
 
     return asyncio.run(bounded())
-
-
-async def until(predicate, what="condition"):
-    deadline = time.monotonic() + TIMEOUT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
 
 
 CONFIG = ModelConfig(
@@ -493,7 +487,7 @@ def test_request_cancelled_while_queued_never_runs():
         first = asyncio.create_task(scheduler.submit(request("a")))
         await until(instance.started.is_set, "the execution")
         queued = asyncio.create_task(scheduler.submit(request("b")))
-        await asyncio.sleep(0.01)
+        await until(lambda: scheduler.inflight == 2, "the queued request")
         queued.cancel()
         gate.set()
         await first

@@ -33,6 +33,8 @@ from tidal.scheduling.statistics import (
     set_latency_buckets,
 )
 
+from ..waiting import until
+
 MS = 1_000_000  # nanoseconds
 
 
@@ -216,14 +218,6 @@ def _run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 10))
 
 
-async def _until(condition) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition never became true")
-
-
 async def _submit_timed(scheduler, request: InferRequest) -> tuple[InferResponse, RequestTiming]:
     timing = RequestTiming()
     token = CURRENT_TIMING.set(timing)
@@ -287,11 +281,11 @@ def test_direct_scheduler_counts_pending_and_cancelled_requests():
     async def scenario():
         scheduler = DirectScheduler(InstancePool([instance], "m"), _config(), stats)
         running = asyncio.ensure_future(scheduler.submit(_request(1.0)))
-        await _until(instance.started.is_set)
+        await until(instance.started.is_set)
         waiting = [asyncio.ensure_future(scheduler.submit(_request(v))) for v in (2.0, 3.0)]
-        await _until(lambda: stats.pending == 2)
+        await until(lambda: stats.pending == 2)
         waiting[0].cancel()
-        await _until(lambda: stats.pending == 1)
+        await until(lambda: stats.pending == 1)
         gate.set()
         await running
         await waiting[1]
@@ -317,9 +311,9 @@ def test_batcher_records_each_request_of_a_batch_and_one_execution():
             InstancePool([instance], "m"), _config(max_queue_delay_microseconds=0), stats
         )
         blocker = asyncio.ensure_future(scheduler.submit(_request(0.0)))
-        await _until(instance.started.is_set)
+        await until(instance.started.is_set)
         queued = [asyncio.ensure_future(_submit_timed(scheduler, _request(v))) for v in (1, 2, 3)]
-        await _until(lambda: stats.pending == 3)
+        await until(lambda: stats.pending == 3)
         gate.set()
         await blocker
         results = await asyncio.gather(*queued, return_exceptions=True)
@@ -350,9 +344,9 @@ def test_batcher_counts_rejections_cancellations_and_bad_parameters():
     async def scenario():
         scheduler = DynamicBatchScheduler(InstancePool([instance], "m"), config, stats)
         blocker = asyncio.ensure_future(scheduler.submit(_request(0.0)))
-        await _until(instance.started.is_set)
+        await until(instance.started.is_set)
         queued = asyncio.ensure_future(scheduler.submit(_request(1.0)))
-        await _until(lambda: stats.pending == 1)
+        await until(lambda: stats.pending == 1)
         with pytest.raises(InferenceError) as full:
             await scheduler.submit(_request(2.0))
         assert full.value.code is ErrorCode.UNAVAILABLE
@@ -360,7 +354,7 @@ def test_batcher_counts_rejections_cancellations_and_bad_parameters():
             await scheduler.submit(_request(2.0, priority=-1))
         assert bad.value.code is ErrorCode.INVALID_ARG
         queued.cancel()
-        await _until(lambda: stats.pending == 0)
+        await until(lambda: stats.pending == 0)
         gate.set()
         await blocker
         await scheduler.stop()
@@ -382,7 +376,7 @@ def test_batcher_counts_a_queue_timeout_as_rejected():
     async def scenario():
         scheduler = DynamicBatchScheduler(InstancePool([instance], "m"), config, stats)
         blocker = asyncio.ensure_future(scheduler.submit(_request(0.0)))
-        await _until(instance.started.is_set)
+        await until(instance.started.is_set)
         with pytest.raises(InferenceError, match="timeout"):
             await scheduler.submit(_request(1.0))
         gate.set()

@@ -14,6 +14,7 @@ from tidal.core import DataType, ErrorCode, InferenceError, InferInput, InferReq
 from tidal.server import InferenceServer
 
 from ..tiny_onnx import IR_VERSION, OPSET, write_model
+from ..waiting import until
 
 CONFIG = """
 name: "slow"
@@ -101,7 +102,7 @@ def test_drain_waits_for_accepted_requests(repo):
         server = InferenceServer(ServerSettings(), [repo])
         await server.start()
         running = asyncio.ensure_future(server.infer(slow_request(200_000)))
-        await asyncio.sleep(0.05)
+        await until(lambda: server.resolve("slow").scheduler.inflight == 1, "the request")
         server.begin_shutdown()
         assert not server.is_ready() and server.is_live()
         with pytest.raises(InferenceError) as info:
@@ -124,7 +125,7 @@ def test_cancel_inflight_answers_with_an_error(repo):
         server = InferenceServer(ServerSettings(exit_timeout_secs=0), [repo])
         await server.start()
         running = asyncio.ensure_future(server.infer(slow_request(600_000)))
-        await asyncio.sleep(0.05)
+        await until(lambda: server.resolve("slow").scheduler.inflight == 1, "the request")
         server.begin_shutdown()
         drained = await server.drain(0.05)
         cancelled = server.cancel_inflight()
@@ -145,7 +146,7 @@ def test_a_client_that_goes_away_still_cancels(repo):
         server = InferenceServer(ServerSettings(), [repo])
         await server.start()
         running = asyncio.ensure_future(server.infer(slow_request(300_000)))
-        await asyncio.sleep(0.05)
+        await until(lambda: server.resolve("slow").scheduler.inflight == 1, "the request")
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
