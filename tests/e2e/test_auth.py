@@ -4,6 +4,8 @@ primary, secondary, open health routes) and start-up with unusable keys files.""
 from __future__ import annotations
 
 import json
+import os
+import queue
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,9 +45,25 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def auth_server(repo: Path, keys: dict[str, object]) -> Iterator[TidalServer]:
-    flags = ["--auth-keys-file", str(keys["file"]), "--grpc-address", "127.0.0.1"]
+    with running_server(repo, flags=_auth_flags(keys)) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def grpc_auth_server(
+    grpc_transport: str, auth_server: TidalServer, repo: Path, keys: dict[str, object]
+) -> Iterator[TidalServer]:
+    """``auth_server``, or one like it, serving gRPC on ``grpc_transport``."""
+    if grpc_transport == (os.environ.get("TIDAL_E2E_GRPC_TRANSPORT") or "tidal"):
+        yield auth_server
+        return
+    flags = [*_auth_flags(keys), "--grpc-transport", grpc_transport]
     with running_server(repo, flags=flags) as proc:
         yield proc
+
+
+def _auth_flags(keys: dict[str, object]) -> list[str]:
+    return ["--auth-keys-file", str(keys["file"]), "--grpc-address", "127.0.0.1"]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +73,8 @@ def http(auth_server: TidalServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def stub(auth_server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
-    with grpc.insecure_channel(auth_server.grpc_url) as channel:
+def stub(grpc_auth_server: TidalServer) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
+    with grpc.insecure_channel(grpc_auth_server.grpc_url) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
@@ -148,12 +166,12 @@ def test_grpc_stream_refuses_without_a_key(
 
 @pytest.mark.parametrize("which", ["primary", "secondary"])
 def test_tritonclient_grpc_with_key(
-    auth_server: TidalServer, keys: dict[str, object], which: str
+    grpc_auth_server: TidalServer, keys: dict[str, object], which: str
 ) -> None:
     data = np.arange(4, dtype=np.float32).reshape(1, 4)
     tensor = triton_grpc.InferInput("INPUT0", [1, 4], "FP32")
     tensor.set_data_from_numpy(data)
-    with triton_grpc.InferenceServerClient(auth_server.grpc_url) as client:
+    with triton_grpc.InferenceServerClient(grpc_auth_server.grpc_url) as client:
         headers = bearer(keys[which])
         assert client.get_server_metadata(headers=headers).name
         result = client.infer(MODEL, [tensor], headers=headers)
@@ -163,11 +181,31 @@ def test_tritonclient_grpc_with_key(
         assert "UNAUTHENTICATED" in str(refused.value.status())
 
 
+def test_tritonclient_grpc_stream_with_key(
+    grpc_auth_server: TidalServer, keys: dict[str, object]
+) -> None:
+    data = np.arange(4, dtype=np.float32).reshape(1, 4)
+    tensor = triton_grpc.InferInput("INPUT0", [1, 4], "FP32").set_data_from_numpy(data)
+    results: queue.Queue = queue.Queue()
+    with triton_grpc.InferenceServerClient(grpc_auth_server.grpc_url) as client:
+        client.start_stream(
+            lambda result, error: results.put((result, error)), headers=bearer(keys["primary"])
+        )
+        client.async_stream_infer(MODEL, [tensor])
+        result, error = results.get(timeout=10)
+        client.stop_stream()
+    assert error is None, error
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+
+
 # ----------------------------------------------------------------------------- configuration
 
 
-def test_health_can_be_closed(start_server, repo: Path, keys: dict[str, object]) -> None:
-    proc = start_server(repo, flags=["--auth-keys-file", str(keys["file"]), "--auth-open-path", ""])
+def test_health_can_be_closed(
+    start_server, repo: Path, keys: dict[str, object], grpc_transport: str
+) -> None:
+    flags = ["--auth-keys-file", str(keys["file"]), "--auth-open-path", ""]
+    proc = start_server(repo, flags=[*flags, "--grpc-transport", grpc_transport])
     with httpx.Client(base_url=proc.base_url, timeout=30) as client:
         assert client.get("/v2/health/ready").status_code == 401
         assert client.get("/v2/health/ready", headers=bearer(keys["primary"])).status_code == 200
@@ -235,7 +273,7 @@ def test_no_admin_route_is_open_by_default() -> None:
 
 
 def test_explicit_mode_model_control_needs_a_key(
-    start_server, repo: Path, keys: dict[str, object]
+    start_server, repo: Path, keys: dict[str, object], grpc_transport: str
 ) -> None:
     """With keys, loading a model (which runs its code) is no open door: every admin route
     is 401 without a key, over HTTP and gRPC, and works with one."""
@@ -248,6 +286,8 @@ def test_explicit_mode_model_control_needs_a_key(
         MODEL,
         "--grpc-address",
         "127.0.0.1",
+        "--grpc-transport",
+        grpc_transport,
     ]
     proc = start_server(repo, flags=flags)
     key = bearer(str(keys["primary"]))
