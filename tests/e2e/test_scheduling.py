@@ -17,6 +17,7 @@ import pytest
 
 from .conftest import TidalServer, http_client, model_stats, running_server
 from .scheduling_models import SLOW_ITERATIONS_PER_MS, build_scheduling_repository
+from .waiting import pending_requests, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +140,13 @@ def test_one_bad_request_does_not_fail_its_batch_neighbours(client):
     assert "batch_errors" in responses[1].json()["error"]
 
 
-def test_full_queue_rejects_with_503(client):
+def test_full_queue_rejects_with_503(client, sched_server):
     body = _identity_body(np.ones((1, 4), np.float32))
     with ThreadPoolExecutor(max_workers=2) as pool:
         waiting = [pool.submit(_infer, client, "queue_limit", body) for _ in range(2)]
-        time.sleep(0.4)  # both are queued, waiting out the 1.5 s delay
+        wait_until(  # both are queued, waiting out the 1.5 s delay
+            lambda: pending_requests(sched_server.metrics_url, "queue_limit") == 2, "two queued"
+        )
         rejected = _infer(client, "queue_limit", body)
         assert rejected.status_code == 503
         assert "Exceeds maximum queue size" in rejected.json()["error"]

@@ -22,6 +22,7 @@ from .conftest import (
 )
 from .models import simple_model, versioned_model
 from .scheduling_models import build_scheduling_repository
+from .waiting import pending_requests, wait_until
 
 DURATION_KEYS = {"count", "ns"}
 INFERENCE_STATS_KEYS = {
@@ -175,14 +176,16 @@ def test_a_model_error_is_a_failure_and_runs_no_counted_inference(client):
     assert _delta(after, before, "inference_count") == 0
 
 
-def test_a_request_refused_by_a_full_queue_is_a_failure(client):
+def test_a_request_refused_by_a_full_queue_is_a_failure(client, stats_server):
     before = model_stats(client, "queue_limit")
     with ThreadPoolExecutor(max_workers=2) as pool:
         waiting = [
             pool.submit(client.post, "/v2/models/queue_limit/infer", json=_identity_body())
             for _ in range(2)
         ]
-        time.sleep(0.4)  # both wait out the model's 1.5 s batching delay
+        wait_until(  # both wait out the model's 1.5 s batching delay
+            lambda: pending_requests(stats_server.metrics_url, "queue_limit") == 2, "two queued"
+        )
         error_message(client.post("/v2/models/queue_limit/infer", json=_identity_body()), 503)
         assert all(f.result().status_code == 200 for f in waiting)
     after = model_stats(client, "queue_limit")
