@@ -130,6 +130,7 @@ def test_generate_reports_a_missing_path(tmp_path):
 # --------------------------------------------------------------------------- generate: TorchScript
 
 
+@pytest.mark.slow
 @needs_torch
 def test_generate_a_torchscript_config_and_serve_it(tmp_path, start_server):
     import torch

@@ -55,6 +55,7 @@ def one_error_line(result: subprocess.CompletedProcess, code: int = 1) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_register_show_list_download_delete(tidal, models_dir, tmp_path):
     first = ok_json(
         tidal(

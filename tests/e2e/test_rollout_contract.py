@@ -105,6 +105,7 @@ def _request(conn: http.client.HTTPConnection, path: str) -> tuple[int, str | No
 # ------------------------------------------------------------------------------ start-up
 
 
+@pytest.mark.slow
 def test_liveness_never_fails_through_a_multi_second_load(tmp_path, start_server):
     """Polled every 50 ms from the first moment HTTP listens until after the models are
     loaded: liveness is 200 every time, readiness 400 until the load ends, then 200 for good.
@@ -138,6 +139,7 @@ def test_liveness_never_fails_through_a_multi_second_load(tmp_path, start_server
 # ------------------------------------------------------------------------------- SIGTERM
 
 
+@pytest.mark.slow
 def test_sigterm_turns_readiness_false_at_once_and_answers_http_and_grpc(tmp_path, start_server):
     proc = start_server(_slow_repo(tmp_path))
     over_http = SlowRequests(proc.base_url, "slow", ms=1500, count=2).start()
@@ -168,6 +170,7 @@ def test_sigterm_turns_readiness_false_at_once_and_answers_http_and_grpc(tmp_pat
     assert wait_exit(proc) == 0
 
 
+@pytest.mark.slow
 def test_shutdown_delay_serves_then_refuses(tmp_path, start_server):
     """--shutdown-delay-secs on the server's own socket: during the delay readiness is false
     but requests (also on new connections) are served, each closing its connection; kept-alive
@@ -372,6 +375,7 @@ def rolling_replacement(
     return result
 
 
+@pytest.mark.slow
 def test_rolling_replacement_on_a_shared_socket_loses_no_request(tmp_path):
     result = rolling_replacement(tmp_path)
     assert result.failures == [], f"{len(result.failures)} failed: {result.failures[:5]}"
@@ -382,6 +386,7 @@ def test_rolling_replacement_on_a_shared_socket_loses_no_request(tmp_path):
     assert result.served_by_old + result.served_by_new == result.ok, result
 
 
+@pytest.mark.slow
 def test_on_a_shared_socket_new_connections_wait_for_the_replacement(tmp_path):
     """During the delay the old server leaves the shared socket alone: a connection that
     arrives then is not taken by it, and the replacement answers it once started."""

@@ -271,6 +271,7 @@ def test_an_output_of_another_type_than_configured_is_an_error(client):
 # --------------------------------------------------------------------------- broken models
 
 
+@pytest.mark.slow
 def test_broken_torchscript_models_report_why(tmp_path, start_server):
     save_module(tmp_path / "no_config" / "1" / "model.pt", Doubles())
     ts_model(tmp_path, "too_few_inputs", AddSub(), [fp32("INPUT__0", [4])], [fp32("O__0", [4])])
