@@ -236,8 +236,9 @@ class H2Raw:
             if isinstance(got, HeadersFrame) and got.stream_id == sid and "END_STREAM" in got.flags:
                 raise AssertionError(f"stream {sid} answered, expected RST_STREAM {NAMES[code]}")
 
-    def expect_error(self, sid: int, code: int) -> None:
-        """A stream error or a connection error, either with ``code`` (the RFC allows both)."""
+    def expect_error(self, sid: int, code: int, *, answer_allowed: bool = False) -> None:
+        """A stream error or a connection error, either with ``code`` (the RFC allows both);
+        with ``answer_allowed``, after stream ``sid``'s answer too (as h2spec reads it)."""
         while True:
             got = self.read()
             if isinstance(got, GoAwayFrame):
@@ -246,7 +247,8 @@ class H2Raw:
             if isinstance(got, RstStreamFrame) and got.stream_id == sid:
                 assert got.error_code == code, f"RST_STREAM {NAMES.get(got.error_code)}"
                 return
-            if isinstance(got, HeadersFrame) and got.stream_id == sid and "END_STREAM" in got.flags:
+            answered = isinstance(got, HeadersFrame) and "END_STREAM" in got.flags
+            if answered and got.stream_id == sid and not answer_allowed:
                 raise AssertionError(f"stream {sid} answered, expected {NAMES[code]}")
 
     def response(self, sid: int) -> tuple[list, bytes, list]:

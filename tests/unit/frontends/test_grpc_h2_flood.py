@@ -12,7 +12,7 @@ from tritonclient.grpc import aio as grpcclient_aio
 from tritonclient.grpc import service_pb2 as pb
 
 from tidal.frontends.grpc.h2 import Keepalive
-from tidal.frontends.grpc.h2 import connection as h2_connection
+from tidal.frontends.grpc.h2 import receiving as h2_receiving
 from tidal.frontends.grpc.h2 import frames as f
 from tidal.frontends.grpc.h2.limits import RESET_BURST
 from tidal.frontends.grpc.h2.messages import frame
@@ -87,7 +87,7 @@ def test_calls_running_at_the_goaway_may_finish(ident_repo):
 
 
 def test_refused_streams_count_too(ident_repo, monkeypatch):
-    monkeypatch.setattr(h2_connection, "MAX_STREAMS", 2)
+    monkeypatch.setattr(h2_receiving, "MAX_STREAMS", 2)
 
     async def body(service):
         peer = await Peer.connect(service.port)

@@ -80,9 +80,13 @@ def settings(values: dict[int, int]) -> bytes:
 SETTINGS_ACK = head(0, SETTINGS, ACK, 0)
 
 
-def parse_settings(payload: bytes) -> list[tuple[int, int]]:
-    """The (identifier, value) pairs of a SETTINGS payload (a multiple of 6 bytes)."""
-    return [_SETTING.unpack_from(payload, at) for at in range(0, len(payload), 6)]
+def parse_settings(
+    data: bytes | bytearray, start: int = 0, end: int | None = None
+) -> list[tuple[int, int]]:
+    """The (identifier, value) pairs of the SETTINGS payload ``data[start:end]`` (a multiple
+    of 6 bytes)."""
+    stop = len(data) if end is None else end
+    return [_SETTING.unpack_from(data, at) for at in range(start, stop, 6)]
 
 
 def ping(payload: bytes) -> bytes:
@@ -116,9 +120,10 @@ def unpad(data: bytes | bytearray, start: int, end: int) -> tuple[int, int]:
     return start, end - pad
 
 
-def u32(payload: bytes) -> int:
-    """The 31-bit value of a 4-byte payload (WINDOW_UPDATE, RST_STREAM), reserved bit cleared."""
-    return _U32.unpack_from(payload)[0] & 0x7FFFFFFF
+def u32(data: bytes | bytearray, at: int = 0) -> int:
+    """The 31-bit value of the 4 bytes at ``at`` (WINDOW_UPDATE, RST_STREAM, a stream
+    dependency), reserved bit cleared."""
+    return int(_U32.unpack_from(data, at)[0]) & 0x7FFFFFFF
 
 
 def headers(stream_id: int, block: bytes, end_stream: bool, max_frame: int) -> bytes:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import hpack
 
@@ -44,12 +45,15 @@ class RequestHead:
 
     path: str = ""
     method: bytes = b""
+    scheme: bytes = b""
     content_type: bytes = b""
     encoding: str = "identity"
     timeout: float | None = None
     authorization: str | None = None
+    content_length: int = -1  # -1: no content-length
     metadata: tuple[tuple[str, str | bytes], ...] = ()
-    problem: str = ""  # why the request is malformed ("" when it is fine)
+    problem: str = ""  # why the block is malformed as a request ("" when it is fine)
+    trailer_problem: str = ""  # why it is malformed as trailers
     # the bearer-auth verdict for this head, computed once per set of keys (see calls.py)
     refusal: str | None = None
     refusal_keys: object = None
@@ -67,32 +71,98 @@ def parse_timeout(value: bytes) -> float | None:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def head_from(fields: list[tuple[bytes, bytes]]) -> RequestHead:
-    """A ``RequestHead`` from decoded (name, value) pairs, pseudo-headers first."""
-    head = RequestHead()
+# RFC 9113 8.2.1: a name is lower-case visible ASCII without a colon, except the one that
+# starts a pseudo-header; checked over all of a block's names, joined by LF, in one match.
+_TOKEN = rb"[!-9;-@\[-~]+"
+_NAMES = re.compile(rb"(?::?" + _TOKEN + rb"(?:\n:?" + _TOKEN + rb")*)?")
+_BAD_VALUE = re.compile(rb"[\0\r\n]")  # in any value (joined: no separator can hide one)
+# RFC 9113 8.2.2: connection-specific fields (``te`` is checked apart: ``trailers`` may pass)
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
+
+
+def field_problem(names: list[bytes], values: list[bytes]) -> str:
+    """Why fields are malformed in any header section (RFC 9113 8.2); "" when they are fine.
+
+    Leading or trailing whitespace in a value is accepted, as grpc-core's server does."""
+    if _NAMES.fullmatch(b"\n".join(names)) is None:
+        return "a field name is empty, upper-case or holds a character a name may not"
+    if _BAD_VALUE.search(b"".join(values)) is not None:
+        return "a field value holds CR, LF or NUL"
+    if not _CONNECTION_SPECIFIC.isdisjoint(names):
+        return "a connection-specific field"
+    return ""
+
+
+def _pseudo_headers(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> int:
+    """Read the leading pseudo-headers into ``head``; the index of the first regular field."""
+    seen: set[bytes] = set()
+    for at, (name, value) in enumerate(fields):
+        if name[:1] != b":":
+            return at
+        if name in seen or name not in _PSEUDO:
+            head.problem = f"duplicate or unexpected pseudo-header {name.decode('latin-1')}"
+        seen.add(name)
+        if name == b":path":
+            head.path = value.decode("latin-1")
+        elif name == b":method":
+            head.method = value
+        elif name == b":scheme":
+            head.scheme = value
+    return len(fields)
+
+
+def _set_content_type(head: RequestHead, value: bytes) -> None:
+    head.content_type = value
+
+
+def _set_encoding(head: RequestHead, value: bytes) -> None:
+    head.encoding = value.decode("latin-1").strip().lower()
+
+
+def _set_timeout(head: RequestHead, value: bytes) -> None:
+    head.timeout = parse_timeout(value)
+
+
+def _set_authorization(head: RequestHead, value: bytes) -> None:
+    head.authorization = value.decode("latin-1")
+
+
+def _set_te(head: RequestHead, value: bytes) -> None:
+    if value != b"trailers":
+        head.problem = "te other than trailers"
+
+
+def _set_content_length(head: RequestHead, value: bytes) -> None:
+    if value.isdigit():
+        head.content_length = int(value)
+    else:
+        head.problem = "content-length is not a number"
+
+
+_FIELDS = {
+    b"content-type": _set_content_type,
+    b"grpc-encoding": _set_encoding,
+    b"grpc-timeout": _set_timeout,
+    b"authorization": _set_authorization,
+    b"te": _set_te,
+    b"content-length": _set_content_length,
+}
+
+
+def _metadata(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> None:
+    """The regular fields: those the transport reads, and the call's metadata."""
     metadata: list[tuple[str, str | bytes]] = []
-    regular = False
     for name, value in fields:
         if name[:1] == b":":
-            if regular:
-                head.problem = "pseudo-header after a regular header"
-            elif name == b":path":
-                head.path = value.decode("latin-1")
-            elif name == b":method":
-                head.method = value
-            elif name not in (b":scheme", b":authority"):
-                head.problem = f"unexpected pseudo-header {name.decode('latin-1')}"
+            head.problem = "pseudo-header after a regular header"
             continue
-        regular = True
-        if name == b"content-type":
-            head.content_type = value
-        elif name == b"grpc-encoding":
-            head.encoding = value.decode("latin-1").strip().lower()
-        elif name == b"grpc-timeout":
-            head.timeout = parse_timeout(value)
-        elif name == b"authorization":
-            head.authorization = value.decode("latin-1")
-        if name in _NOT_METADATA or name[:1] == b":":
+        known = _FIELDS.get(name)
+        if known is not None:
+            known(head, value)
+        if name in _NOT_METADATA:
             continue
         key = name.decode("latin-1")
         if key.endswith("-bin"):
@@ -102,12 +172,26 @@ def head_from(fields: list[tuple[bytes, bytes]]) -> RequestHead:
                 head.problem = f"metadata {key} is not base64"
         else:
             metadata.append((key, value.decode("latin-1")))
+    head.metadata = tuple(metadata)
+
+
+def head_from(fields: list[tuple[bytes, bytes]]) -> RequestHead:
+    """A ``RequestHead`` from decoded (name, value) pairs, checked as a request (``problem``)
+    and as trailers (``trailer_problem``) by RFC 9113 8.2 and 8.3."""
+    head = RequestHead()
+    names = [name for name, _ in fields]
+    problem = field_problem(names, [value for _, value in fields])
+    at = _pseudo_headers(head, fields)
+    _metadata(head, fields[at:])
+    if problem:
+        head.problem = head.trailer_problem = problem
+    elif at or any(name[:1] == b":" for name in names):
+        head.trailer_problem = "a pseudo-header in trailers"
     if not head.problem:
         if not head.path:
-            head.problem = "missing :path"
-        elif head.method != b"POST":
-            head.problem = "gRPC requests use POST"
-    head.metadata = tuple(metadata)
+            head.problem = "missing or empty :path"
+        elif not head.method or not head.scheme:
+            head.problem = "missing :method or :scheme"
     return head
 
 
@@ -133,7 +217,7 @@ class HeaderDecoder:
             fields = self._decoder.decode(block, raw=True)
         except hpack.HPACKError as exc:
             raise H2ConnectionError(COMPRESSION_ERROR, f"bad header block: {exc}") from None
-        head = head_from(fields)
+        head = head_from(cast("list[tuple[bytes, bytes]]", list(fields)))  # raw: bytes
         table = self._decoder.header_table
         entries = table.dynamic_entries
         first = entries[0] if entries else None
@@ -285,8 +369,12 @@ def trailers_only(code: int, message: str, metadata: tuple = ()) -> bytes:
 
 
 def http_status(status: int) -> bytes:
-    """A non-gRPC response block (``:status`` only), for requests that are not gRPC."""
-    return literal_indexed_name(8, b"%d" % status)
+    """A non-gRPC response block (``:status``; 405 names the one method served, POST), for
+    requests that are not gRPC."""
+    block = literal_indexed_name(8, b"%d" % status)
+    if status == 405:
+        block += literal_indexed_name(22, b"POST")  # allow
+    return block
 
 
 def metadata_fields(metadata: tuple[tuple[str, str | bytes], ...]) -> list[bytes]:

@@ -10,6 +10,16 @@ MAX_FRAME_SIZE = 4 * 1024 * 1024
 MAX_STREAMS = 1000
 MAX_HEADER_BLOCK = 256 * 1024  # a header block across CONTINUATION frames
 WRITE_JOIN_LIMIT = 256 * 1024  # output up to this size is joined into one bytes for write
+# Write back-pressure: above WRITE_HIGH_WATER bytes in the transport's buffer (the peer does
+# not read), no DATA is produced and no input read until it drains below WRITE_LOW_WATER.
+# Output queued in one loop turn is written as soon as it reaches the high-water mark, so the
+# transport sees it and pauses us before more is produced.
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+WRITE_LOW_WATER = 1024 * 1024
+# How many streams reset (by either side) are remembered, to tell a late frame on one (ignored
+# after our reset, STREAM_CLOSED after the peer's) from one on a stream that ended normally.
+RESET_MEMORY = 1024
+SKIP_MEMORY = 16  # ranges of stream ids the client skipped (never opened), remembered
 LINGER_SECONDS = 1.0  # after a connection error: how long input is drained before the close
 
 # The rapid-reset guard (CVE-2023-44487). Each stream the client resets, or that the server
@@ -22,7 +32,12 @@ LINGER_SECONDS = 1.0  # after a connection error: how long input is drained befo
 # within a fraction of a second, having cost at most a burst's worth of started calls.
 RESET_BURST = MAX_STREAMS
 RESET_RATE = 200.0
-CALM_GRACE_SECONDS = 5.0  # after that GOAWAY: how long calls already running may finish
+CALM_GRACE_SECONDS = 5.0
+# SETTINGS floods (CVE-2019-9515) get the same kind of budget: SETTINGS_BURST frames, refilled
+# at SETTINGS_RATE a second. A client sends one at the start and a few more when it retunes its
+# windows; thousands are a flood, answered GOAWAY ENHANCE_YOUR_CALM.
+SETTINGS_BURST = 100
+SETTINGS_RATE = 20.0  # after that GOAWAY: how long calls already running may finish
 
 # Keepalive (grpc-core's server semantics). Once the server has sent max-pings-without-data
 # pings with no headers or data in between, further keepalive pings are spaced at least this

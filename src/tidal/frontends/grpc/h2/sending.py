@@ -4,6 +4,12 @@ A response's frames (headers, message, trailers) leave in one ``transport.write`
 finished in the same loop turn are written together. Responses beyond the peer's windows wait,
 per stream, for its WINDOW_UPDATE. Header blocks are encoded only when they go out, in wire
 order, because each may add to the HPACK table.
+
+Write back-pressure: when the transport's buffer passes its high-water mark (the peer is not
+reading), asyncio calls ``pause_writing``: no more DATA is produced (streams wait as for
+window) and input is no longer read, so no new calls start; ``resume_writing`` undoes both.
+Output is written as soon as a loop turn's queue reaches the high-water mark, so a peer that
+opened huge windows still gets at most about that much before the pause.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from tidal.frontends.grpc.h2.headers import (
     trailers,
     trailers_only,
 )
-from tidal.frontends.grpc.h2.limits import WRITE_JOIN_LIMIT
+from tidal.frontends.grpc.h2.limits import WRITE_HIGH_WATER, WRITE_JOIN_LIMIT
 from tidal.frontends.grpc.h2.messages import OK
+from tidal.frontends.grpc.h2.states import RESET_SENT, StreamStates
 from tidal.frontends.grpc.h2.stream import Stream
 
 
-class Sender:
+class Sender(StreamStates):
     """Response frames, stream endings and the write batching of ``H2Connection``.
 
     A mixin: the connection's ``__init__`` sets the state below, and ``_close`` is the
@@ -42,7 +49,10 @@ class Sender:
     _out_size: int
     _flush_handle: asyncio.Handle | None
     _lost: bool
+    _closed: bool
     _stopping: bool
+    _paused: bool  # the transport's buffer is above its high-water mark
+    _buf: bytearray
     _sends: int  # bumped per response that sends headers or data (keepalive reads it)
 
     # -- frames out -----------------------------------------------------------------------
@@ -61,6 +71,7 @@ class Sender:
             size <= self._send_window
             and size <= stream.send_window
             and size <= self._peer_max_frame
+            and not self._paused
         ):
             self._send_window -= size
             self._sends += 1
@@ -85,7 +96,10 @@ class Sender:
                     )
                 )
             )
-            self._schedule_flush()
+            if self._out_size >= WRITE_HIGH_WATER:
+                self._flush()  # let the transport see it: it may pause us
+            else:
+                self._schedule_flush()
             self._close_stream(stream)
             return
         self._send_message(stream, body)
@@ -113,7 +127,7 @@ class Sender:
         self._sends += 1
         while pending:
             allowed = min(self._send_window, stream.send_window, max_frame)
-            if allowed <= 0:
+            if allowed <= 0 or self._paused:
                 self._blocked[sid] = stream
                 self._schedule_flush()
                 return
@@ -133,6 +147,8 @@ class Sender:
             stream.send_window -= n
             self._emit(f.head(n, f.DATA, 0, sid))
             self._emit(chunk)
+            if self._out_size >= WRITE_HIGH_WATER:
+                self._flush()  # the transport may pause us (``pause_writing``)
         self._blocked.pop(sid, None)
         if stream.drained is not None and not stream.drained.done():
             stream.drained.set_result(None)
@@ -148,7 +164,7 @@ class Sender:
 
     def _pump_blocked(self) -> None:
         for stream in list(self._blocked.values()):
-            if self._send_window <= 0:
+            if self._send_window <= 0 or self._paused:
                 break
             self._pump(stream)
 
@@ -187,6 +203,7 @@ class Sender:
         if not stream.remote_closed:
             # Answered before the request ended: ask the client to stop (RFC 9113 8.1).
             self._emit(f.rst_stream(stream.id, f.NO_ERROR))
+            self._remember_reset(stream.id, RESET_SENT)
         self._forget_stream(stream)
 
     def _forget_stream(self, stream: Stream) -> None:
@@ -203,6 +220,7 @@ class Sender:
     def _abandon(self, stream: Stream, code: int) -> None:
         """A stream error: reset the stream, cancel its call."""
         self._emit(f.rst_stream(stream.id, code))
+        self._remember_reset(stream.id, RESET_SENT)
         self._drop(stream)
         self._count_reset()  # the client's error made us reset it: a flood counts the same
 
@@ -221,12 +239,37 @@ class Sender:
         self._forget_stream(stream)
 
     def _reset(self, stream_id: int, code: int) -> None:
+        """A stream error on ``stream_id``, open or not; an idle one is closed by it."""
         stream = self._streams.get(stream_id)
         if stream is not None:
             self._abandon(stream, code)
         else:
+            self._advance(stream_id)
             self._emit(f.rst_stream(stream_id, code))
+            self._remember_reset(stream_id, RESET_SENT)
             self._count_reset()
+
+    # -- write back-pressure (asyncio.Protocol) -------------------------------------------
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if not self._closed:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._closed:
+            return
+        self._transport.resume_reading()
+        if self._blocked:
+            self._pump_blocked()
+        if self._buf:  # frames left unread when we paused
+            self._loop.call_soon(self._read_buffered)
+        self._schedule_flush()
+
+    def _read_buffered(self) -> None:
+        if not self._paused and not self._closed:
+            self.data_received(b"")
 
     # -- writing --------------------------------------------------------------------------
 
@@ -259,6 +302,8 @@ class Sender:
         """Flush and close the transport: ``H2Connection._close`` (see ``Sender``)."""
         raise NotImplementedError
 
-    if TYPE_CHECKING:  # ``upkeep.Upkeep._count_reset``, later in the connection's MRO
+    if TYPE_CHECKING:  # ``upkeep.Upkeep._count_reset``, later in the connection's MRO, and
+        # the connection's own ``data_received``
 
         def _count_reset(self) -> None: ...
+        def data_received(self, data: bytes) -> None: ...

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import ssl as ssl_module
 
+from tidal.frontends.grpc.h2.bounds import Bounds
 from tidal.frontends.grpc.h2.connection import H2Connection
 from tidal.frontends.grpc.h2.methods import method_table
 from tidal.frontends.grpc.h2.upkeep import Keepalive, Ticks
@@ -29,6 +30,7 @@ class TidalGrpcService:
         auth: BearerAuth | None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         keepalive: Keepalive | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.servicer = servicer
@@ -40,7 +42,8 @@ class TidalGrpcService:
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._all_closed: asyncio.Future[None] | None = None
-        self.ticks = Ticks(keepalive or Keepalive())
+        self.bounds = bounds or Bounds()
+        self.ticks = Ticks(keepalive or Keepalive(), self.bounds)
         self._ticker: asyncio.TimerHandle | None = None
         self.restriction: GrpcRestriction | None = None  # --grpc-restricted-protocol
 
@@ -56,14 +59,16 @@ class TidalGrpcService:
         ssl: ssl_module.SSLContext | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         keepalive: Keepalive | None = None,
+        bounds: Bounds | None = None,
     ) -> TidalGrpcService:
         """Bind ``address:port`` (0 picks a free port) and serve; TLS with ``ssl`` (which
         should offer ALPN ``h2``); calls need a key from ``auth`` when given; keepalive,
-        ping policing and idle close as ``keepalive`` says (Triton's defaults when None).
+        ping policing and idle close as ``keepalive`` says (Triton's defaults when None);
+        header-read timeout and connection cap as ``bounds`` says.
 
         Raises ``OSError`` when the address cannot be bound.
         """
-        service = cls(InferenceServicer(facade), auth, max_message_bytes, keepalive)
+        service = cls(InferenceServicer(facade), auth, max_message_bytes, keepalive, bounds)
         service.restriction = restriction
         sock = bind_socket(address, port, nodelay=True)
         service.port = sock.getsockname()[1]

@@ -56,6 +56,7 @@ class Stream:
     """One call's HTTP/2 stream."""
 
     __slots__ = (
+        "content_length",
         "context",
         "drained",
         "expired",
@@ -65,6 +66,7 @@ class Stream:
         "method",
         "pending",
         "reader",
+        "received",
         "recv_window",
         "remote_closed",
         "requests",
@@ -93,3 +95,5 @@ class Stream:
         self.pending: deque[memoryview] = deque()
         self.trailer: bytes | None = None
         self.drained: asyncio.Future[None] | None = None
+        self.content_length = -1  # the request's content-length (-1: none), and its DATA
+        self.received = 0  # bytes so far, counted only when there is a content-length

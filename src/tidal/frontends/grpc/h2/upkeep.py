@@ -14,7 +14,11 @@ Semantics follow grpc-core's server (what Triton runs), with the knobs Triton ex
 - idle: ``max_connection_idle_ms`` (0: off) after its last call ended (or since it opened),
   a connection with no call open gets GOAWAY NO_ERROR "max_idle" and is closed. Pings do not
   count as use, as in grpc-core.
-- reset flood (CVE-2023-44487): see ``limits.RESET_BURST``.
+- reset flood (CVE-2023-44487): see ``limits.RESET_BURST``; SETTINGS flood (CVE-2019-9515):
+  ``limits.SETTINGS_BURST``.
+- header-read timeout (``bounds.Bounds``): a connection still waiting for the client's
+  preface and first SETTINGS, or inside a header block, longer than the timeout gets GOAWAY
+  ENHANCE_YOUR_CALM and is closed.
 
 Nothing here runs per frame. One timer per service ticks every connection a few times per
 interval (once a second with the defaults); the hot path only stores ``_quiet = 0`` per read
@@ -30,12 +34,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tidal.frontends.grpc.h2 import frames as f
+from tidal.frontends.grpc.h2.bounds import Bounds
 from tidal.frontends.grpc.h2.limits import (
     CALM_GRACE_SECONDS,
     IDLE_PING_INTERVAL_SECONDS,
     MIN_TICK_SECONDS,
     RESET_BURST,
     RESET_RATE,
+    SETTINGS_BURST,
+    SETTINGS_RATE,
     THROTTLED_PING_SECONDS,
 )
 from tidal.frontends.grpc.h2.stream import Stream
@@ -81,6 +88,7 @@ class Ticks:
     """A service's upkeep timer: its period, and each time limit counted in its ticks."""
 
     __slots__ = (
+        "header",
         "idle",
         "keepalive",
         "max_ping_strikes",
@@ -89,23 +97,31 @@ class Ticks:
         "permit_without_calls",
         "refill",
         "seconds",
+        "settings_refill",
         "timeout",
     )
 
-    def __init__(self, settings: Keepalive) -> None:
+    def __init__(self, settings: Keepalive, bounds: Bounds | None = None) -> None:
+        bounds = bounds or Bounds()
+        header_ms = round(bounds.header_timeout_secs * 1000)
         spans = [settings.time_ms, settings.timeout_ms]
+        if header_ms > 0:
+            spans.append(header_ms)
         if settings.max_connection_idle_ms:
             spans.append(settings.max_connection_idle_ms)
         # a quarter of the shortest span: a limit is met at most a quarter late
         self.seconds = max(MIN_TICK_SECONDS, min(1.0, min(spans) / 4000))
+        self.header = self._count(header_ms) if header_ms > 0 else 0
         self.keepalive = self._count(settings.time_ms)
         self.timeout = self._count(settings.timeout_ms)
-        self.idle = self._count(settings.max_connection_idle_ms) if spans[2:] else 0
+        idle_ms = settings.max_connection_idle_ms
+        self.idle = self._count(idle_ms) if idle_ms else 0
         self.permit_without_calls = settings.permit_without_calls
         self.max_pings_without_data = settings.max_pings_without_data
         self.min_ping_interval = settings.min_recv_ping_interval_without_data_ms / 1000
         self.max_ping_strikes = settings.max_ping_strikes
         self.refill = RESET_RATE * self.seconds  # reset credits earned per tick
+        self.settings_refill = SETTINGS_RATE * self.seconds
 
     def _count(self, ms: int) -> int:
         return max(1, math.ceil(ms / 1000 / self.seconds - 1e-9))
@@ -122,6 +138,8 @@ class Upkeep:
     _closed: bool
     _peer: str
     _linger: asyncio.TimerHandle | None
+    _settings_seen: bool
+    _continuation: object
 
     def _upkeep_init(self) -> None:
         self._quiet = 0  # ticks since the last read (data_received zeroes it)
@@ -139,15 +157,21 @@ class Upkeep:
         self._idle_mark = 0  # _last_id at the previous tick
         self._reset_credit = float(RESET_BURST)
         self._calmed = False
+        self._settings_credit = float(SETTINGS_BURST)
+        self._ticks = 0  # ticks since the connection opened
+        self._head_started = 0  # the tick the open header block began (0: the preface's)
 
     # -- the tick -------------------------------------------------------------------------
 
     def _tick(self, ticks: Ticks) -> None:
-        """One tick of the service timer: refill the reset budget, keepalive, idle close."""
+        """One tick of the service timer: refill the budgets, header-read timeout, keepalive,
+        idle close."""
         if self._closed:
             return
-        if self._reset_credit < RESET_BURST:
-            self._reset_credit = min(float(RESET_BURST), self._reset_credit + ticks.refill)
+        self._refill(ticks)
+        self._ticks += 1
+        if ticks.header and self._reading_head(ticks):
+            return
         self._quiet += 1
         if self._ping_out is not None:
             self._ping_wait += 1
@@ -159,15 +183,36 @@ class Upkeep:
         elif self._quiet >= ticks.keepalive and (self._streams or ticks.permit_without_calls):
             self._keepalive_ping(ticks)
         if ticks.idle:
-            if self._streams or self._last_id != self._idle_mark:
-                self._idle_mark = self._last_id
-                self._idle = 0
-            else:
-                self._idle += 1
-                if self._idle >= ticks.idle:
-                    logger.debug("closing the idle gRPC connection from %s", self._peer)
-                    self._go_away(f.NO_ERROR, "max_idle")
-                    self._close()
+            self._idle_tick(ticks)
+
+    def _refill(self, ticks: Ticks) -> None:
+        if self._reset_credit < RESET_BURST:
+            self._reset_credit = min(float(RESET_BURST), self._reset_credit + ticks.refill)
+        if self._settings_credit < SETTINGS_BURST:
+            self._settings_credit = min(
+                float(SETTINGS_BURST), self._settings_credit + ticks.settings_refill
+            )
+
+    def _idle_tick(self, ticks: Ticks) -> None:
+        if self._streams or self._last_id != self._idle_mark:
+            self._idle_mark = self._last_id
+            self._idle = 0
+            return
+        self._idle += 1
+        if self._idle >= ticks.idle:
+            logger.debug("closing the idle gRPC connection from %s", self._peer)
+            self._go_away(f.NO_ERROR, "max_idle")
+            self._close()
+
+    def _reading_head(self, ticks: Ticks) -> bool:
+        """The header-read timeout: True when it closed the connection."""
+        if self._settings_seen and self._continuation is None:
+            return False
+        if self._ticks - self._head_started <= ticks.header:
+            return False
+        logger.info("gRPC client %s too slow to send its headers: closing", self._peer)
+        self._fail(f.ENHANCE_YOUR_CALM, "header timeout")
+        return True
 
     def _keepalive_ping(self, ticks: Ticks) -> None:
         now = self._loop.time()
