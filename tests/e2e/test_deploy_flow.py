@@ -150,6 +150,7 @@ def _register_tiny(home: Path, tmp_path: Path) -> None:
                "Multi"))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_v2_service_with_keys_then_killed_and_deleted(home: Path, tmp_path: Path) -> None:
     _register_tiny(home, tmp_path)
     out = _ok(_tidal(home, "deploy", "-n", "v2svc", "-m", "tiny-multi:1", "-o", "json"))
@@ -260,6 +261,7 @@ def _configs(tmp_path: Path, release: int, wheel: Path) -> tuple[Path, Path]:
     return inference, deployment
 
 
+@pytest.mark.slow
 def test_entry_script_service_keys_update_and_failure(home: Path, tmp_path: Path) -> None:
     _register_tiny(home, tmp_path)
     wheel = build_wheel(tmp_path / "wheels", "tidal_deploy_extra", "1.5")

@@ -107,6 +107,7 @@ class _Tricklers:
             sock.close()
 
 
+@pytest.mark.slow
 def test_trickling_heads_are_closed_after_the_header_timeout(repo: Path) -> None:
     """200 connections that trickle a header byte a second are closed once the header timeout
     (2 s here) runs out, though each byte arrives well within it; the server answers a normal
@@ -143,6 +144,7 @@ def test_a_slow_head_gets_408(repo: Path) -> None:
 # ----------------------------------------------------------------------------- idle timeout
 
 
+@pytest.mark.slow
 def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(repo: Path) -> None:
     flags = ("--http-idle-timeout-secs", "1", "--http-header-timeout-secs", "30")
     with running_server(repo, flags=flags) as server:

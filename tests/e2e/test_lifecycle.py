@@ -81,6 +81,7 @@ def _slow_repo(root: Path) -> Path:
 # ------------------------------------------------------------------------------ start-up
 
 
+@pytest.mark.slow
 def test_live_but_not_ready_while_models_load(tmp_path, start_server):
     folder = slow_model(tmp_path, "warming", config_extra=SLOW_WARMUP)
     (folder / "warmup").mkdir()
@@ -133,6 +134,7 @@ def test_sigterm_answers_every_accepted_request(tmp_path, start_server):
     assert "stopped" in proc.stderr
 
 
+@pytest.mark.slow
 def test_exit_timeout_cancels_what_is_left_with_an_error(tmp_path, start_server):
     proc = start_server(_slow_repo(tmp_path), flags=["--exit-timeout-secs", "1"])
     slow = SlowRequests(proc.base_url, "slow", ms=3500, count=1).start()

@@ -227,6 +227,7 @@ def test_triton_service_without_inference_config(ws, model, capsys):
     model.delete()  # free again once the service is gone
 
 
+@pytest.mark.slow
 def test_entry_script_service_keys_update_failure_and_delete(ws, model, tmp_path):
     wheel = _build_wheel(tmp_path)
     config = _inference_config(ws, tmp_path, 1, wheel)
