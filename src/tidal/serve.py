@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tidal.config.settings import ServerSettings
 from tidal.examples import example_repository
-from tidal.frontends.grpc.h2 import Keepalive, TidalGrpcService
+from tidal.frontends.grpc.h2 import Bounds, Keepalive, TidalGrpcService
 from tidal.frontends.grpc.server import GrpcService
 from tidal.frontends.http.handlers import HttpHandlers
 from tidal.frontends.http.transport import HttpService
@@ -133,6 +133,11 @@ def _keepalive(settings: ServerSettings) -> Keepalive:
     )
 
 
+def _bounds(settings: ServerSettings) -> Bounds:
+    """The gRPC header-read timeout and connection cap."""
+    return Bounds(settings.grpc_header_timeout_secs, settings.grpc_max_connections)
+
+
 class _Frontends:
     """The gRPC, metrics and HTTP services, started in that order and stopped together."""
 
@@ -159,7 +164,8 @@ class _Frontends:
                         settings.grpc_port,
                         interceptors=security.grpc_interceptors if security else (),
                         credentials=security.grpc_credentials if security else None,
-                        options=_keepalive(settings).channel_options(),
+                        options=_keepalive(settings).channel_options()
+                        + _bounds(settings).channel_options(),
                     )
                 else:
                     self.grpc = await TidalGrpcService.start(
@@ -170,6 +176,7 @@ class _Frontends:
                         restriction=security.grpc_restriction if security else None,
                         ssl=security.grpc_ssl_context if security else None,
                         keepalive=_keepalive(settings),
+                        bounds=_bounds(settings),
                     )
             except OSError as exc:
                 logger.error(

@@ -116,8 +116,12 @@ def request_fields(path: str = LIVE, method: str = "POST") -> list[tuple[str, st
 class H2Raw:
     """One raw connection to the server (see the module docstring)."""
 
-    def __init__(self, port: int, timeout: float = 3.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 3.0, rcvbuf: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # a small receive buffer: a peer that reads slowly, or never
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.encoder = hpack.Encoder()
