@@ -166,6 +166,7 @@ class _Frontends:
                         credentials=security.grpc_credentials if security else None,
                         options=_keepalive(settings).channel_options()
                         + _bounds(settings).channel_options(),
+                        max_message_bytes=settings.grpc_max_message_size,
                     )
                 else:
                     self.grpc = await TidalGrpcService.start(
@@ -177,6 +178,7 @@ class _Frontends:
                         ssl=security.grpc_ssl_context if security else None,
                         keepalive=_keepalive(settings),
                         bounds=_bounds(settings),
+                        max_message_bytes=settings.grpc_max_message_size,
                     )
             except OSError as exc:
                 logger.error(

@@ -15,7 +15,6 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     # A port in use must be an error, as for HTTP, not a second server sharing it.
     ("grpc.so_reuseport", 0),
 ]
@@ -71,15 +70,21 @@ class GrpcService:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
         options: Sequence[tuple[str, int]] = (),
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> GrpcService:
         """Bind ``address:port`` (port 0 picks a free one) and start serving; over TLS with
         ``credentials``; ``interceptors`` (authentication) see every call first; ``options``
-        are more channel arguments (keepalive).
+        are more channel arguments (keepalive); a request message over ``max_message_bytes``,
+        as received or inflated, is RESOURCE_EXHAUSTED.
 
         Raises ``OSError`` when the address cannot be bound.
         """
+        # grpc core checks this cap on the declared size when a message's prefix arrives and
+        # again while it inflates one ("Decompressed message larger than max"): a gzip bomb
+        # is refused with at most the cap inflated (test_grpc_limits holds it to that).
+        limits = [("grpc.max_receive_message_length", max_message_bytes)]
         server = grpc.aio.server(
-            options=[*SERVER_OPTIONS, *options], interceptors=tuple(interceptors) or None
+            options=[*SERVER_OPTIONS, *limits, *options], interceptors=tuple(interceptors) or None
         )
         servicer = InferenceServicer(facade)
         _register(server, servicer)
