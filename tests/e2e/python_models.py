@@ -490,10 +490,15 @@ def build_python_repository(repo: Path, venv: Path | None = None) -> Path:
                 [_io("INPUT0", "TYPE_INT32", [1])],
                 [_io("PREFIX", "TYPE_STRING", [1])],
                 extra='parameters {\n  key: "EXECUTION_ENV_PATH"\n'
-                f'  value: {{ string_value: "{venv}" }}\n}}',
+                f'  value: {{ string_value: "{_in_model_dir(repo / "py_env", venv)}" }}\n}}',
             ),
         )
     return repo
+
+
+def _in_model_dir(model_dir: Path, path: Path) -> str:
+    """``path`` as a config names it from the model's folder (Triton's variable for it)."""
+    return f"$$TRITON_MODEL_DIRECTORY/{path.relative_to(model_dir).as_posix()}"
 
 
 def build_slow_init_repository(repo: Path) -> Path:

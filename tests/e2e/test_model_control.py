@@ -496,12 +496,6 @@ def test_warmup_with_zero_random_and_file_data(explicit_repo, client, triton):
             "data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } } ]",
             "batch_size 9 is larger than max_batch_size 4",
         ),
-        (
-            "warm_escape",
-            'model_warmup [ { name: "escape" batch_size: 1 inputs { key: "X" value: { '
-            'data_type: TYPE_FP32 dims: [ 4 ] input_data_file: "../config.pbtxt" } } } ]',
-            "must name a file inside",
-        ),
     ],
 )
 def test_warmup_that_cannot_run_fails_the_load(explicit_repo, client, name, warmup, needle):

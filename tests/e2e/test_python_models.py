@@ -34,13 +34,15 @@ def _make_venv(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_venv(tmp_path_factory.mktemp("venv") / "env")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("python_repo")
+    # The environment lives in the model's folder: tidal refuses one outside it.
+    return build_python_repository(repo, venv=_make_venv(repo / "py_env" / "env"))
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, venv: Path) -> Path:
-    return build_python_repository(tmp_path_factory.mktemp("python_repo"), venv=venv)
+def venv(repo: Path) -> Path:
+    return repo / "py_env" / "env"
 
 
 @pytest.fixture(scope="module")

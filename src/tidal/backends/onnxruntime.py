@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from tidal.backends.tensor_instance import TensorModelInstance
+from tidal.config import paths
 from tidal.config.model_config import DynamicBatching, ModelConfig, TensorConfig
 from tidal.config.pbtxt import ConfigError
 from tidal.core.datatypes import DataType
@@ -258,12 +259,9 @@ def _describe(args: list[ort.NodeArg]) -> list[GraphTensor]:
 def model_file(config: ModelConfig, version_dir: Path) -> Path:
     """The ONNX file of a version: ``model.onnx`` (or the configured name), which may also be
     a folder holding ``model.onnx`` next to its external data."""
-    path = version_dir / (config.default_model_filename or DEFAULT_MODEL_FILENAME)
-    if path.is_dir():
-        path = path / DEFAULT_MODEL_FILENAME
-    if not path.is_file():
-        raise ConfigError(f"model '{config.name}': model file {path} not found")
-    return path
+    return paths.model_file(
+        config, version_dir, DEFAULT_MODEL_FILENAME, inner=DEFAULT_MODEL_FILENAME
+    )
 
 
 def _open_session(
@@ -278,8 +276,11 @@ def _open_session(
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises several of its own exception types here
+        # ORT's messages name the file by its absolute path: clients see it from the repository.
+        shown = paths.scrub_paths(str(exc), version_dir.parent.parent)
         raise ConfigError(
-            f"model '{config.name}': ONNX Runtime cannot load {path}: {exc}"
+            f"model '{config.name}': ONNX Runtime cannot load "
+            f"'{paths.scrub_paths(str(path), version_dir.parent.parent)}': {shown}"
         ) from None
 
 

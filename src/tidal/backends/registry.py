@@ -74,6 +74,11 @@ def backend_name_for(config: ModelConfig, version_dirs: list[Path]) -> str:
     )
 
 
+def default_model_filename(backend: str) -> str:
+    """The model file a backend reads when the config names none (``model.onnx``), or ``""``."""
+    return next((f for f, b in _MODEL_FILES.items() if b == backend), "")
+
+
 def platform_for(backend: str) -> str:
     """The Triton platform name reported for a backend, or ``""``."""
     return next((p for p, b in _PLATFORMS.items() if b == backend), "")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tidal.backends.tensor_instance import TensorModelInstance
+from tidal.config import paths
 from tidal.config.model_config import DynamicBatching, ModelConfig, TensorConfig
 from tidal.config.pbtxt import ConfigError
 from tidal.core.datatypes import DataType
@@ -179,10 +180,7 @@ def import_torch(model: str) -> Any:
 
 
 def model_file(config: ModelConfig, version_dir: Path) -> Path:
-    path = version_dir / (config.default_model_filename or DEFAULT_MODEL_FILENAME)
-    if not path.is_file():
-        raise ConfigError(f"model '{config.name}': model file {path} not found")
-    return path
+    return paths.model_file(config, version_dir, DEFAULT_MODEL_FILENAME)
 
 
 def load_module(config: ModelConfig, version_dir: Path, device: Any = "cpu") -> Any:
@@ -197,8 +195,11 @@ def load_module(config: ModelConfig, version_dir: Path, device: Any = "cpu") -> 
             module = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # torch raises RuntimeError, ValueError, pickle errors, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        repository = version_dir.parent.parent  # clients see files from the repository
+        reason = paths.scrub_paths(reason, repository)
         raise ConfigError(
-            f"model '{config.name}': cannot load {path} as TorchScript (save it with "
+            f"model '{config.name}': cannot load '{paths.scrub_paths(str(path), repository)}' "
+            "as TorchScript (save it with "
             f"torch.jit.save): {reason}"
         ) from None
     module.eval()

@@ -33,16 +33,20 @@ def parse_config_text(text: str, *, model_name: str, origin: str = CONFIG_FILENA
 def read_model_config(model_dir: Path) -> ModelConfig:
     """Read ``<model_dir>/config.pbtxt``, or return a config holding only the name."""
     path = model_dir / CONFIG_FILENAME
+    shown = f"{model_dir.name}/{CONFIG_FILENAME}"  # clients see files from the repository
     if not path.is_file():
         return ModelConfig(name=model_dir.name)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"model '{model_dir.name}': cannot read {path}: {exc}") from None
-    config = parse_config_text(text, model_name=model_dir.name, origin=str(path))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"model '{model_dir.name}': cannot read {shown}: {reason}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"model '{model_dir.name}': cannot read {shown}: {exc}") from None
+    config = parse_config_text(text, model_name=model_dir.name, origin=shown)
     if config.name and config.name != model_dir.name:
         raise ConfigError(
-            f"model '{model_dir.name}': {path}: name '{config.name}' does not match "
+            f"model '{model_dir.name}': {shown}: name '{config.name}' does not match "
             f"the model directory '{model_dir.name}'"
         )
     return config

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from tidal.config.paths import is_model_name
 from tidal.config.settings import ServerSettings
 from tidal.core.errors import InferenceError
 from tidal.repository.layout import list_model_folders
@@ -59,8 +60,14 @@ class ModelControl:
     async def load(
         self, name: str, *, config: str | None = None, files: Mapping[str, bytes] | None = None
     ) -> None:
-        """Load or reload ``name``; raise ``InferenceError`` with Triton's code and message."""
+        """Load or reload ``name``; raise ``InferenceError`` with Triton's code and message.
+
+        A name that is not one plain path segment (``..``, ``a/b``, NUL, ...) names no model
+        and gets a missing model's answer, pushed files or not: it never becomes a path.
+        """
         self._check_allowed()
+        if not is_model_name(name):
+            raise _not_found(name, "model not found in any model repository")
         if files and config is None:
             raise InferenceError.invalid(
                 "Load parameter 'config' must be specified for model file override"
@@ -91,6 +98,8 @@ class ModelControl:
         """Unload ``name`` (and with ``unload_dependents`` the ensembles that use it) after
         their accepted requests finish. Unloading a model that is not loaded does nothing."""
         self._check_allowed()
+        if not is_model_name(name):  # names no model: nothing is loaded under it
+            return
         for dependent in self._dependents(name) if unload_dependents else []:
             await self.repository.unload(dependent)
         await self.repository.unload(name)
@@ -105,14 +114,13 @@ class ModelControl:
         if len(found) == 1:
             return found[0]
         if found:
-            detail = f"model '{name}' is not unique across all model repositories"
-        else:
-            detail = "model not found in any model repository"
-            if problems:
-                detail += f" ({'; '.join(problems)})"
-        raise InferenceError.internal(
-            f"failed to load '{name}', failed to poll from model repository: {detail}"
-        )
+            raise _not_found(name, f"model '{name}' is not unique across all model repositories")
+        for problem in problems:  # they name server paths: the log's, not the client's
+            logger.error("%s", problem)
+        detail = "model not found in any model repository"
+        if problems:
+            detail += " (a model repository cannot be listed right now)"
+        raise _not_found(name, detail)
 
     def _dependents(self, name: str) -> list[str]:
         """Loaded ensembles that use ``name``, directly or through other ensembles, the
@@ -130,3 +138,10 @@ class ModelControl:
                     found.append(user)
                     pending.append(user)
         return found[::-1]
+
+
+def _not_found(name: str, detail: str) -> InferenceError:
+    """Triton's answer to a load of a model it cannot find in the repositories."""
+    return InferenceError.internal(
+        f"failed to load '{name}', failed to poll from model repository: {detail}"
+    )

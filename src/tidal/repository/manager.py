@@ -39,9 +39,12 @@ class ModelRepository:
         *,
         auto_complete: bool,
         step_runner: StepRunner | None = None,
+        allow_symlinks_out: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.auto_complete = auto_complete
+        # Whether symbolic links in a model's folder may point outside it (the operator's flag).
+        self.allow_symlinks_out = allow_symlinks_out
         # How ensembles run their steps; the facade passes one that checks each step request.
         self.run_step: StepRunner = step_runner or self._submit_step
         self._models: dict[str, ModelRecord] = {}
@@ -95,18 +98,23 @@ class ModelRepository:
             fingerprint = None
             if override_dir is None and config is None:
                 fingerprint = await asyncio.to_thread(folder_fingerprint, folder)
-            if only_if_changed and fingerprint is not None and old is not None:
-                unchanged = old.fingerprint == fingerprint
-                if unchanged and (_fully_ready(old) or not retry_failed):
-                    return old
-                if not retry_failed and self._failed.get(name) == fingerprint:
-                    return old
+            if (
+                only_if_changed
+                and old is not None
+                and self._unchanged(old, fingerprint, retry_failed)
+            ):
+                return old
             serving = old is not None and bool(old.ready_versions())
             if not serving:  # nothing to keep serving: show the load in progress
                 self._models[name] = ModelRecord(name, folder, state=ModelState.LOADING)
             try:
                 record = await load_model(
-                    name, folder, auto_complete=self.auto_complete, config=config, repository=self
+                    name,
+                    folder,
+                    auto_complete=self.auto_complete,
+                    config=config,
+                    repository=self,
+                    allow_symlinks_out=self.allow_symlinks_out,
                 )
             except BaseException:
                 remove_override_files(override_dir)
@@ -115,22 +123,35 @@ class ModelRepository:
                 raise
             record.fingerprint = fingerprint
             record.override_dir = override_dir
-            self._failed.pop(name, None)
-            if not _fully_ready(record) and fingerprint is not None:
-                self._failed[name] = fingerprint
-            if _fully_ready(record) or not serving:
-                self._models[name] = record
-                if old is not None:
-                    self._retire(old)
-                logger.info("model '%s' %s", name, _describe(record))
-            else:  # keep the old versions serving; drop what the failed reload built
-                await _close(record)
-                logger.error(
-                    "model '%s': reload failed, the loaded versions keep serving: %s",
-                    name,
-                    load_failure(record),
-                )
+            await self._install(record, old, serving)
             return record
+
+    def _unchanged(self, old: ModelRecord, fingerprint: str | None, retry_failed: bool) -> bool:
+        """Whether a load of an unchanged folder has nothing to do (Triton's semantics)."""
+        if fingerprint is None:
+            return False
+        if old.fingerprint == fingerprint and (_fully_ready(old) or not retry_failed):
+            return True
+        return not retry_failed and self._failed.get(old.name) == fingerprint
+
+    async def _install(self, record: ModelRecord, old: ModelRecord | None, serving: bool) -> None:
+        """Swap a newly loaded record in, or keep the old one serving when it failed."""
+        name = record.name
+        self._failed.pop(name, None)
+        if not _fully_ready(record) and record.fingerprint is not None:
+            self._failed[name] = record.fingerprint
+        if _fully_ready(record) or not serving:
+            self._models[name] = record
+            if old is not None:
+                self._retire(old)
+            logger.info("model '%s' %s", name, _describe(record))
+        else:  # keep the old versions serving; drop what the failed reload built
+            await _close(record)
+            logger.error(
+                "model '%s': reload failed, the loaded versions keep serving: %s",
+                name,
+                load_failure(record),
+            )
 
     async def unload(self, name: str, *, forget: bool = False) -> None:
         """Refuse new requests for ``name``, finish the accepted ones, close its versions.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 
 from tidal.repository.layout import list_model_folders
 from tidal.repository.manager import ModelRepository
@@ -58,7 +59,7 @@ class RepositoryPoller:
                 logger.error(
                     "failed to poll model '%s': not unique across all model repositories", name
                 )
-        changes = [
+        changes: list[Coroutine[object, object, object]] = [
             self.repository.load(name, folder, only_if_changed=True, retry_failed=False)
             for name, folder in unique.items()
         ]

@@ -17,6 +17,7 @@ import numpy as np
 
 from tidal.backends.base import ModelInstance
 from tidal.config.model_config import ModelConfig, ModelWarmup, WarmupInput
+from tidal.config.paths import inside_model_dir
 from tidal.config.pbtxt import ConfigError
 from tidal.core.datatypes import DataType
 from tidal.core.errors import InferenceError
@@ -25,6 +26,7 @@ from tidal.core.types import InferInput, InferRequest
 logger = logging.getLogger(__name__)
 
 WARMUP_FOLDER = "warmup"
+WARMUP_WITHIN = f"the model's '{WARMUP_FOLDER}' folder"
 
 
 def run_warmup(
@@ -126,22 +128,29 @@ def _data(
 def _from_file(
     where: str, spec: WarmupInput, shape: tuple[int, ...], count: int, model_dir: Path
 ) -> np.ndarray:
-    folder = (model_dir / WARMUP_FOLDER).resolve()
-    path = (folder / spec.file).resolve()
-    if not spec.file or not path.is_relative_to(folder):
+    # The loader checked the file against the warmup folder, links followed; this keeps the
+    # rule that no absolute path or ".." leaves it.
+    try:
+        path = inside_model_dir(
+            model_dir / WARMUP_FOLDER, spec.file, model="", field="", allow_symlinks_out=True
+        )
+    except ConfigError:
         raise ConfigError(
             f"{where}: input '{spec.name}': input_data_file '{spec.file}' must name a file "
-            f"inside {model_dir / WARMUP_FOLDER}"
-        )
+            f"inside {WARMUP_WITHIN}"
+        ) from None
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{where}: input '{spec.name}': cannot read {path}: {exc}") from None
+        raise ConfigError(
+            f"{where}: input '{spec.name}': cannot read input_data_file '{spec.file}': "
+            f"{exc.strerror or type(exc).__name__}"
+        ) from None
     if spec.data_type is DataType.BYTES:
         items = _split_bytes(raw)
         if items is None or len(items) != count:
             raise ConfigError(
-                f"{where}: input '{spec.name}': {path} must hold {count} length-prefixed "
+                f"{where}: input '{spec.name}': '{spec.file}' must hold {count} length-prefixed "
                 "BYTES elements"
             )
         array = np.empty(count, dtype=object)

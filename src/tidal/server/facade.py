@@ -51,7 +51,10 @@ class InferenceServer:
         # Before any model loads: each version's statistics take the bounds in force then.
         set_latency_buckets(settings.latency_buckets if settings.allow_metrics else ())
         self.repository = ModelRepository(
-            repositories, auto_complete=settings.auto_complete_config, step_runner=self._run_step
+            repositories,
+            auto_complete=settings.auto_complete_config,
+            step_runner=self._run_step,
+            allow_symlinks_out=settings.allow_symlinks_out_of_model_dir,
         )
         self.control = ModelControl(self.repository, settings)
         # Live from the start: the frontends answer health checks while models load.

@@ -13,6 +13,7 @@ from tidal.backends.python.environment import interpreter_for
 from tidal.backends.python.instance import PythonModelInstance
 from tidal.backends.python.process import WorkerFailed, WorkerProcess
 from tidal.backends.python.supervisor import Supervisor, WorkerSpec, start_worker
+from tidal.config import paths
 from tidal.config.model_config import ModelConfig
 from tidal.config.pbtxt import ConfigError
 
@@ -100,10 +101,7 @@ class PythonBackend:
 
 def model_file(config: ModelConfig, version_dir: Path) -> Path:
     """The model's Python file in a version folder."""
-    path = version_dir / (config.default_model_filename or DEFAULT_MODEL_FILENAME)
-    if not path.is_file():
-        raise ConfigError(f"model '{config.name}': model file {path} not found")
-    return path
+    return paths.model_file(config, version_dir, DEFAULT_MODEL_FILENAME)
 
 
 def _check_supported(config: ModelConfig) -> None:

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from tidal.config.model_config import ModelConfig
+from tidal.config.paths import inside_model_dir, scrub_paths
 from tidal.config.pbtxt import ConfigError
 
 ENV_PARAMETER = "EXECUTION_ENV_PATH"
@@ -18,25 +19,47 @@ _ARCHIVES = (".tar.gz", ".tgz", ".tar")
 _INTERPRETERS = ("bin/python3", "bin/python", "python.exe", "Scripts/python.exe")
 
 
-def interpreter_for(config: ModelConfig, model_dir: Path) -> str:
-    """The server's own interpreter, or the one of the environment the model names: a
-    virtual-environment or conda folder, or a ``conda-pack`` archive (unpacked once)."""
+def environment_value(config: ModelConfig) -> tuple[str, str] | None:
+    """The ``EXECUTION_ENV_PATH`` as configured and as a path relative to the model's folder
+    (``$$TRITON_MODEL_DIRECTORY/`` stands for that folder); None when the model has none."""
     value = config.parameters.get(ENV_PARAMETER, "").strip()
     if not value:
+        return None
+    relative = value
+    if relative.startswith(MODEL_DIR_VARIABLE):
+        relative = relative[len(MODEL_DIR_VARIABLE) :].lstrip("/") or "."
+    return value, relative
+
+
+def interpreter_for(config: ModelConfig, model_dir: Path) -> str:
+    """The server's own interpreter, or the one of the environment the model names inside
+    its folder: a virtual-environment or conda folder, or a ``conda-pack`` archive (unpacked
+    once). The loader has checked the path against the model's folder, links followed; this
+    keeps the rule that no absolute path or ``..`` leaves it."""
+    environment = environment_value(config)
+    if environment is None:
         return sys.executable
-    path = Path(value.replace(MODEL_DIR_VARIABLE, str(model_dir))).expanduser()
+    value, relative = environment
+    path = inside_model_dir(
+        model_dir,
+        relative,
+        model=config.name,
+        field=ENV_PARAMETER,
+        shown=value,
+        allow_symlinks_out=True,
+    )
     where = f"model '{config.name}': parameter {ENV_PARAMETER} '{value}'"
     if path.is_file() and path.name.endswith(_ARCHIVES):
-        path = _unpacked(path, where)
+        path = _unpacked(path, where, model_dir)
     if not path.is_dir():
-        raise ConfigError(f"{where}: {path} is not a directory or a .tar.gz environment archive")
+        raise ConfigError(f"{where}: not a directory or a .tar.gz environment archive")
     for candidate in _INTERPRETERS:
         if (path / candidate).is_file():
             return str(path / candidate)
-    raise ConfigError(f"{where}: no Python interpreter in {path} (looked for bin/python3)")
+    raise ConfigError(f"{where}: no Python interpreter in it (looked for bin/python3)")
 
 
-def _unpacked(archive: Path, where: str) -> Path:
+def _unpacked(archive: Path, where: str, model_dir: Path) -> Path:
     """Unpack an environment archive into a cache folder keyed by its path, size and time."""
     stat = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -58,5 +81,6 @@ def _unpacked(archive: Path, where: str) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         if (target / ".complete").exists():  # another loader unpacked it meanwhile
             return target
-        raise ConfigError(f"{where}: cannot unpack {archive}: {exc}") from None
+        reason = scrub_paths(str(exc), model_dir.parent, target.parent)
+        raise ConfigError(f"{where}: cannot unpack it: {reason}") from None
     return target
