@@ -53,7 +53,9 @@ _FIELD_DTYPE = {
 }
 _SHARED_MEMORY = "shared_memory_region"
 _DATATYPES = {datatype.value: datatype for datatype in DataType}
-_FIXED_DTYPES = {d: d.numpy_dtype for d in DataType if d is not DataType.BYTES}
+_FIXED_DTYPES: dict[DataType, np.dtype] = {
+    d: d.numpy_dtype for d in DataType if d is not DataType.BYTES
+}
 
 
 def parse_version(model: str, text: str) -> int | None:

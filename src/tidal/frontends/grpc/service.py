@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
@@ -28,7 +28,7 @@ from tidal.protocol.grpc_response import (
 )
 from tidal.server.facade import InferenceServer
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 def _unsupported(what: str) -> Callable[..., Awaitable[Any]]:

@@ -58,34 +58,49 @@ class CallRunner(Sender):
         """Check a new call and get it going (a stream now, a unary call at its end)."""
         if end_stream:
             stream.remote_closed = True
+        method = self._admit(stream, head)
+        if method is not None:
+            self._start(stream, method, head, end_stream)
+
+    def _admit(self, stream: Stream, head: RequestHead) -> Method | None:
+        """The method of a call that passes every check; None once the call is answered."""
         if head.problem:
             self._abandon(stream, f.PROTOCOL_ERROR)
-            return
+            return None
         if not head.is_grpc:
             self._respond_http(stream, 415)
-            return
+            return None
         method = self._methods.get(head.path)
         if method is None:
             self._finish(stream, UNIMPLEMENTED, f"Method not found: {head.path}")
-            return
+            return None
+        refused = self._refusal(head)
+        if refused is not None:
+            self._finish(stream, *refused)
+            return None
+        if head.encoding not in ENCODINGS:
+            self._finish(stream, UNIMPLEMENTED, f"grpc-encoding {head.encoding} is not supported")
+            return None
+        return method
+
+    def _refusal(self, head: RequestHead) -> tuple[int, str] | None:
+        """(status, message) when bearer auth or --grpc-restricted-protocol refuses the call."""
         if self._auth is not None:
             keys = self._auth.current()
             if head.refusal_keys is not keys:  # not computed yet, or the keys were replaced
                 head.refusal = self._service.refusal(head.path, head.authorization)
                 head.refusal_keys = keys
-            refusal = head.refusal
-            if refusal is not None:
-                self._finish(stream, UNAUTHENTICATED, refusal)
-                return
+            if head.refusal is not None:
+                return UNAUTHENTICATED, head.refusal
         restriction = self._service.restriction
-        if restriction is not None:  # --grpc-restricted-protocol
+        if restriction is not None:
             refused = restriction.refusal(head.path, head.metadata)
             if refused is not None:
-                self._finish(stream, UNAVAILABLE, refused)
-                return
-        if head.encoding not in ENCODINGS:
-            self._finish(stream, UNIMPLEMENTED, f"grpc-encoding {head.encoding} is not supported")
-            return
+                return UNAVAILABLE, refused
+        return None
+
+    def _start(self, stream: Stream, method: Method, head: RequestHead, end_stream: bool) -> None:
+        """An admitted call: its message reader and deadline; a stream's task starts now."""
         stream.method = method
         stream.reader = MessageReader(self._limit, head.encoding)
         deadline = None
