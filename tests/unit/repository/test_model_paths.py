@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tidal.backends.python.environment import interpreter_for
 from tidal.config.model_config import ModelConfig, ModelWarmup, TensorConfig, WarmupInput
 from tidal.config.paths import inside_model_dir, is_model_name, scrub_paths
 from tidal.config.pbtxt import ConfigError
@@ -142,3 +143,15 @@ def test_scrub_paths_names_files_from_the_repository(tmp_path):
     repo = tmp_path / "repo"
     text = f"Load model from {repo}/m/1/model.onnx failed"
     assert scrub_paths(text, repo) == "Load model from m/1/model.onnx failed"
+
+
+def test_a_shared_environment_linked_in_needs_the_flag(model_dir, tmp_path):
+    shared = tmp_path / "envs" / "py"
+    (shared / "bin").mkdir(parents=True)
+    (shared / "bin" / "python3").write_text("")
+    os.symlink(shared, model_dir / "env")
+    config = _config(parameters={"EXECUTION_ENV_PATH": "$$TRITON_MODEL_DIRECTORY/env"})
+    with pytest.raises(ConfigError, match="EXECUTION_ENV_PATH"):
+        check_model_paths(config, model_dir, {})
+    check_model_paths(config, model_dir, {}, allow_symlinks_out=True)
+    assert interpreter_for(config, model_dir) == str(model_dir / "env" / "bin" / "python3")
