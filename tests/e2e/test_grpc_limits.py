@@ -8,6 +8,7 @@ as no gRPC client sends a message it did not compress itself."""
 from __future__ import annotations
 
 import socket
+import struct
 import time
 import zlib
 from collections.abc import Iterator
@@ -49,10 +50,16 @@ def limits_server(repo: Path, grpc_transport: str) -> Iterator[TidalServer]:
 
 @pytest.fixture(scope="module")
 def gzip_bomb() -> bytes:
-    """1 GiB of zeros, gzipped: about 1 MB on the wire."""
-    deflate = zlib.compressobj(6, zlib.DEFLATED, 31)
+    """1 GiB of zeros, gzipped: about 1 MB on the wire. After a full flush the deflate state
+    starts afresh, so each MiB compresses to the same bytes: one is made and repeated."""
     zeros = bytes(1 << 20)
-    return b"".join([*(deflate.compress(zeros) for _ in range(1024)), deflate.flush()])
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    mib = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(1024):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    return header + mib * 1024 + deflate.flush() + struct.pack("<II", crc, (1 << 30) & 0xFFFFFFFF)
 
 
 def _kib(pid: int, field: str) -> int:
