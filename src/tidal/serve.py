@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 from tidal.config.settings import ServerSettings
+from tidal.core.child_process import end_children
 from tidal.examples import example_repository
 from tidal.frontends.grpc.h2 import Bounds, Keepalive, TidalGrpcService
 from tidal.frontends.grpc.server import GrpcService
@@ -28,6 +29,8 @@ logger = logging.getLogger("tidal")
 # the models get to close before the process leaves without them.
 _ANSWER_GRACE_SECONDS = 2.0
 _UNLOAD_GRACE_SECONDS = 5.0
+# How long child processes (Python-model workers) get between SIGTERM and SIGKILL at the end.
+_CHILD_GRACE_SECONDS = 3.0
 
 
 def run(settings: ServerSettings) -> int:
@@ -321,15 +324,24 @@ async def _shut_down(
         # A model still computing a cancelled request cannot be interrupted, and Python
         # would wait for its thread at exit: leave now, as Triton does (exit code 1).
         logger.error("models still busy after the exit timeout: exiting without unloading them")
+        _end_children()
         if access_log is not None:
             access_log.close()
         logging.shutdown()
         os._exit(1)
     await frontends.shutdown_metrics()
+    _end_children()
     if access_log is not None:
         access_log.close()
     logger.info("stopped")
     return code
+
+
+def _end_children() -> None:
+    """No child process outlives the server: SIGTERM, then SIGKILL after a grace."""
+    killed = end_children(_CHILD_GRACE_SECONDS)
+    if killed:
+        logger.warning("killed %d child process(es) still running: %s", len(killed), killed)
 
 
 def _tune_garbage_collector() -> None:

@@ -99,7 +99,7 @@ class OnnxRuntimeInstance(TensorModelInstance):
         ]
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None
 
 
 def complete_from_graph(

@@ -23,10 +23,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from tidal.core.child_process import die_with_parent
+from tidal.core.child_process import die_with_parent, end_children
 from tidal.frontends.sockets import bind_socket
 from tidal.scoring.settings import ScoreSettings
-from tidal.scoring.worker import EXIT_INIT_FAILED
+from tidal.scoring.worker import EXIT_INIT_FAILED, SHUTDOWN_GRACE_S
 
 __all__ = ["Supervisor"]
 
@@ -35,7 +35,8 @@ logger = logging.getLogger("tidal.scoring")
 EXIT_SERVER_DIED = 1
 _POLL_S = 0.1
 _READY_POLL_S = 0.2
-_STOP_TIMEOUT_S = 15.0
+_KILL_GRACE_S = 3.0  # beyond a worker's own shutdown grace, before SIGKILL
+_SERVER_STOP_TIMEOUT_S = 15.0
 _RESTART_WINDOW_S = 10.0  # respawns faster than this, many times over, mean a broken script
 _RESTART_LIMIT = 20
 _SERVER_STARTED = re.compile(r"Started HTTPService at ([0-9a-fA-F.:\[\]]+):(\d+)")
@@ -184,19 +185,19 @@ class Supervisor:
         return _Worker(proc, read_fd)
 
     def _shutdown(self) -> None:
-        for worker in self.workers:
-            if worker.proc.poll() is None:
-                worker.proc.send_signal(signal.SIGTERM)
-        _reap([w.proc for w in self.workers])
+        """SIGTERM the workers, then the inference server; SIGKILL whatever is still running
+        after its grace, so no child is left behind (a run() stuck in user code ignores
+        SIGTERM)."""
+        workers = [w.proc for w in self.workers]
+        _terminate(workers, self.settings.shutdown_delay_s + SHUTDOWN_GRACE_S + _KILL_GRACE_S)
         for worker in self.workers:
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
         if self.server is not None:
-            if self.server.poll() is None:
-                self.server.send_signal(signal.SIGTERM)
-            _reap([self.server])
+            _terminate([self.server], _SERVER_STOP_TIMEOUT_S)
         if self._sock is not None:
             self._sock.close()
+        end_children(_KILL_GRACE_S)  # anything else this process started
 
     # -- the inference server -----------------------------------------------------------------
 
@@ -261,11 +262,17 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _reap(procs: Sequence[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + _STOP_TIMEOUT_S
+def _terminate(procs: Sequence[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM each running process, wait up to ``timeout`` seconds for all, SIGKILL the
+    rest."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     for proc in procs:
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            logger.warning("process %d did not stop within %gs; killing it", proc.pid, timeout)
             proc.kill()
             proc.wait()

@@ -16,6 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from tidal.core.child_process import exit_when_orphaned
 from tidal.frontends.http.transport import HttpService
 from tidal.scoring.entry import EntryScriptError, load_entry_script, set_azureml_env
 from tidal.scoring.routes import QUERY_KEY, Authenticator, ScoringHandlers
@@ -25,8 +26,10 @@ from tidal.scoring.shims import install
 logger = logging.getLogger("tidal.scoring")
 
 EXIT_INIT_FAILED = 3
-_SHUTDOWN_GRACE_S = 10.0
-_PARENT_POLL_S = 1.0
+SHUTDOWN_GRACE_S = 10.0  # after SIGTERM (and the shutdown delay), requests get this long
+# A worker whose supervisor is gone (killed outright) gets SIGTERM from itself and this long
+# to finish what it answers, then leaves, even with run() stuck on the main thread.
+_ORPHAN_GRACE_S = 3.0
 _TREE_LIMIT = 200  # lines of the model folder listed after a failed start
 
 
@@ -70,7 +73,6 @@ async def _serve(handlers: ScoringHandlers, sock: socket.socket, ready_fd: int) 
     )
     os.write(ready_fd, b"1")
     os.close(ready_fd)
-    watch = loop.create_task(_watch_parent(os.getppid(), stop))
     await stop.wait()
     delay = handlers.settings.shutdown_delay_s
     if delay > 0:
@@ -81,21 +83,13 @@ async def _serve(handlers: ScoringHandlers, sock: socket.socket, ready_fd: int) 
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         service.close_idle()
-    watch.cancel()
-    await service.shutdown(_SHUTDOWN_GRACE_S)
+    await service.shutdown(SHUTDOWN_GRACE_S)
     handlers.close()
     return 0
 
 
-async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
-    """A worker whose supervisor is gone (killed outright) stops instead of serving on."""
-    while os.getppid() == parent:
-        await asyncio.sleep(_PARENT_POLL_S)
-    logger.warning("the supervisor %d is gone; stopping", parent)
-    stop.set()
-
-
 def main(argv: list[str]) -> int:
+    exit_when_orphaned(os.getppid(), grace_s=_ORPHAN_GRACE_S)
     sock_fd, ready_fd, text = int(argv[0]), int(argv[1]), argv[2]
     settings = ScoreSettings.from_json(text)
     logging.basicConfig(

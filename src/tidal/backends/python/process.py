@@ -37,7 +37,8 @@ class WorkerProcess:
         fds = (theirs.fileno(), to_worker, from_worker)
         command = [python, str(BOOTSTRAP), str(fds[0]), str(to_worker), str(arena_bytes)]
         command += [str(from_worker), str(arena_bytes)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The worker leaves by itself once this process is gone (see runner.PARENT_ENV).
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TIDAL_WORKER_PARENT=str(os.getpid()))
         try:
             self.proc = subprocess.Popen(command, pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
             self.outbound = Arena(to_worker, arena_bytes)  # we write, the worker reads

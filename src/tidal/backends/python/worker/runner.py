@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,8 @@ _HIDDEN_FRAMES = (
 )
 
 
+PARENT_ENV = "TIDAL_WORKER_PARENT"  # the server's PID, set when it starts this worker
+_ORPHAN_POLL_S = 0.5
 _PENDING = object()  # a BLS call whose reply has not come yet
 
 
@@ -46,12 +49,25 @@ def main(argv: list[str]) -> int:
     # stops its workers in order (finalize runs); a worker whose server is gone exits by itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_when_orphaned(int(os.environ.get(PARENT_ENV) or os.getppid()))
     sock_fd, p2c_fd, p2c_size, c2p_fd, c2p_size = (int(a) for a in argv[:5])
     channel = Channel(socket.socket(fileno=sock_fd))
     worker = Worker(channel, Arena(p2c_fd, p2c_size), Arena(c2p_fd, c2p_size))
     sys.modules[MODULE_NAME] = pb_utils
     pb_utils._bls_call = worker.bls
     return worker.run()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Leave as soon as the server is gone, even one killed outright while ``execute`` is
+    stuck in the model's code (the main thread then never reads the closed socket)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 class Worker:
