@@ -100,28 +100,49 @@ def raw_call(
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(conn.data_to_send())
         while True:
-            while sent < len(body):  # as much as the server's windows allow
-                size = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-                if size <= 0:
-                    break
-                chunk = body[sent : sent + size]
-                sent += len(chunk)
-                conn.send_data(sid, chunk, end_stream=end_stream and sent == len(body))
-                sock.sendall(conn.data_to_send())
+            sent = _send_what_fits(conn, sock, sid, body, sent, end_stream)
             try:
                 data = sock.recv(65536)
             except TimeoutError:
                 return None, None
             if not data:
                 raise AssertionError("the server closed the connection without an answer")
-            for event in conn.receive_data(data):
-                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                    got = dict(event.headers)
-                    if "grpc-status" in got:
-                        return got["grpc-status"], got.get("grpc-message")
-                elif isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
-                    raise AssertionError(f"no gRPC status, the server sent {event}")
+            status = _grpc_status(conn.receive_data(data))
+            if status is not None:
+                return status
             sock.sendall(conn.data_to_send())
+
+
+def _send_what_fits(
+    conn: h2.connection.H2Connection,
+    sock: socket.socket,
+    sid: int,
+    body: bytes,
+    sent: int,
+    end_stream: bool,
+) -> int:
+    """Send as much of ``body`` past ``sent`` as the server's windows allow; the new offset."""
+    while sent < len(body):
+        size = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+        if size <= 0:
+            break
+        chunk = body[sent : sent + size]
+        sent += len(chunk)
+        conn.send_data(sid, chunk, end_stream=end_stream and sent == len(body))
+        sock.sendall(conn.data_to_send())
+    return sent
+
+
+def _grpc_status(events: list) -> tuple[str, str | None] | None:
+    """The (grpc-status, grpc-message) among ``events``, if the server sent one."""
+    for event in events:
+        if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+            got = dict(event.headers)
+            if "grpc-status" in got:
+                return got["grpc-status"], got.get("grpc-message")
+        elif isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+            raise AssertionError(f"no gRPC status, the server sent {event}")
+    return None
 
 
 def _assert_still_serving(server: TidalServer) -> None:
