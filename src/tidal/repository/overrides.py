@@ -11,6 +11,8 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tidal.config.model_config import ModelConfig
+from tidal.config.paths import inside_model_dir
+from tidal.config.pbtxt import ConfigError
 from tidal.config.proto import from_proto
 from tidal.core.errors import InferenceError
 
@@ -41,7 +43,7 @@ def write_override_files(name: str, files: Mapping[str, bytes]) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f"tidal-{_safe(name)}-"))
     try:
         for relative, content in paths.items():
-            target = folder.joinpath(*relative.parts)
+            target = _target(folder, relative)
             for parent in reversed(target.relative_to(folder).parents):
                 if (folder / parent).is_file():
                     raise InferenceError.invalid(
@@ -78,11 +80,25 @@ def _relative_path(key: str) -> PurePosixPath:
         or any(part in ("..", ".") for part in path.parts)
         or text.endswith("/")
     ):
-        raise InferenceError.invalid(
-            f"Invalid file parameter '{key}': expected '{FILE_PREFIX}<version>/<file name>', a "
-            "relative path inside the model folder"
-        )
+        raise _invalid_file(key)
     return path
+
+
+def _target(folder: Path, relative: PurePosixPath) -> Path:
+    """Where a pushed file lands: inside the new model folder, by the rule every other path a
+    model names follows (:mod:`tidal.config.paths`)."""
+    key = f"{FILE_PREFIX}{relative}"
+    try:
+        return inside_model_dir(folder, str(relative), model=folder.name, field=key)
+    except ConfigError:
+        raise _invalid_file(key) from None
+
+
+def _invalid_file(key: str) -> InferenceError:
+    return InferenceError.invalid(
+        f"Invalid file parameter '{key}': expected '{FILE_PREFIX}<version>/<file name>', a "
+        "relative path inside the model folder"
+    )
 
 
 def _safe(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from tidal.backends.python.supervisor import Supervisor, WorkerSpec, start_worke
 from tidal.config import paths
 from tidal.config.model_config import ModelConfig
 from tidal.config.pbtxt import ConfigError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_FILENAME = "model.py"
 _AUTO_COMPLETE_ARENA_BYTES = 1024 * 1024
@@ -81,8 +84,12 @@ class PythonBackend:
             worker = start_worker(spec)
         except WorkerFailed as exc:
             raise ConfigError(f"{label}: failed to load: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{label}: cannot start the Python worker {python}: {exc}") from None
+        except (
+            OSError
+        ) as exc:  # the interpreter's path is the server's: the log's, not the client's
+            logger.error("%s: cannot start the Python worker %s: %s", label, python, exc)
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(f"{label}: cannot start the Python worker: {reason}") from None
         return PythonModelInstance(config, version, Supervisor(spec, worker))
 
     def _instance_name(self, config: ModelConfig, version: int) -> str:
