@@ -4,6 +4,7 @@ route is never a path. Real servers, real tritonclient HTTP and gRPC, hostile va
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -294,3 +295,16 @@ def test_grpc_path_like_names_get_the_missing_model_answer(server, name):
     assert caught.value.status() == missing.value.status() == pushed.value.status()
     expected = missing.value.message().replace("'nowhere'", f"'{name}'")
     assert caught.value.message() == pushed.value.message() == expected
+
+
+def test_pushed_model_takes_its_own_name_not_its_folders(client):
+    body = {
+        "parameters": {
+            "config": json.dumps(_onnx()),
+            "file:1/model.onnx": base64.b64encode(scale_bytes(4.0)).decode(),
+        }
+    }
+    assert client.post("/v2/repository/models/pushed/load", json=body).status_code == 200
+    # It was named after the temporary folder the files were written to (tidal-pushed-...).
+    assert client.get("/v2/models/pushed/config").json()["name"] == "pushed"
+    assert client.post("/v2/repository/models/pushed/unload").status_code == 200
