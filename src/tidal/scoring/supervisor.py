@@ -9,9 +9,11 @@ workers start once its ``/v2/health/ready`` answers; if it dies, the service exi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 
 from tidal.core.child_process import die_with_parent, end_children
 from tidal.frontends.sockets import bind_socket
+from tidal.scoring.custody import LINGER_S, CustodyKeeper, linger
 from tidal.scoring.settings import ScoreSettings
 from tidal.scoring.worker import EXIT_INIT_FAILED, SHUTDOWN_GRACE_S
 
@@ -34,6 +37,9 @@ logger = logging.getLogger("tidal.scoring")
 
 EXIT_SERVER_DIED = 1
 _POLL_S = 0.1
+# How often the workers' connection handovers are read (custody.py): often enough that the
+# queue of them (SO_SNDBUF) never fills, seldom enough to cost nothing when idle.
+_CUSTODY_TICK_S = 0.02
 _READY_POLL_S = 0.2
 _KILL_GRACE_S = 3.0  # beyond a worker's own shutdown grace, before SIGKILL
 _SERVER_STOP_TIMEOUT_S = 15.0
@@ -44,11 +50,23 @@ INFERENCE_URL_ENV = "INFERENCE_SERVER_URL"
 
 
 class _Worker:
-    def __init__(self, proc: subprocess.Popen, ready_fd: int) -> None:
+    def __init__(
+        self, proc: subprocess.Popen, ready_fd: int, custody: CustodyKeeper | None
+    ) -> None:
         self.proc = proc
         self.ready_fd = ready_fd
         self.ready = False
         self.started = time.monotonic()
+        self.custody = custody  # its connections, answered if it dies mid-request
+
+    def ended(self) -> list[tuple[socket.socket, float]]:
+        """It has exited: answer its clients; the connections left to linger."""
+        if self.custody is None:
+            return []
+        lingering = self.custody.worker_ended(_exit_reason(self.proc))
+        self.custody.close()
+        self.custody = None
+        return lingering
 
 
 class Supervisor:
@@ -63,12 +81,14 @@ class Supervisor:
         self._restarts: list[float] = []
         self._sock: socket.socket | None = None
         self._env = dict(os.environ)
+        self._lingering: list[tuple[socket.socket, float]] = []
 
     # -- life cycle ---------------------------------------------------------------------------
 
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self._stop.set())
+        _raise_open_files_limit()  # it holds a copy of every open client connection
         try:
             return self._run()
         finally:
@@ -105,7 +125,8 @@ class Supervisor:
         return self._watch()
 
     def _watch(self) -> int:
-        while not self._stop.wait(_POLL_S):
+        while not self._stop.wait(_CUSTODY_TICK_S):
+            self._take_custody()
             if self.server is not None and self.server.poll() is not None:
                 logger.error("the inference server exited (%s); stopping", self.server.returncode)
                 return EXIT_SERVER_DIED
@@ -114,6 +135,7 @@ class Supervisor:
                 code = worker.proc.poll()
                 if code is None:
                     continue
+                self._lingering += worker.ended()
                 if code == EXIT_INIT_FAILED:
                     logger.error("a replacement worker could not load the entry script")
                     return EXIT_INIT_FAILED
@@ -123,6 +145,15 @@ class Supervisor:
                 logger.warning("worker %d exited (%s); starting another", worker.proc.pid, code)
                 self.workers[index] = self._spawn()
         return 0
+
+    def _take_custody(self) -> None:
+        """Take in the workers' custody messages (a batch per tick, not a wake-up per
+        connection) and let answered connections of dead workers linger."""
+        for worker in self.workers:
+            if worker.custody is not None:
+                worker.custody.pump()
+        if self._lingering:
+            self._lingering = linger(self._lingering)
 
     def _wait_workers_ready(self) -> int | None:
         deadline = time.monotonic() + self.settings.worker_timeout_s
@@ -141,6 +172,7 @@ class Supervisor:
                     self.settings.worker_timeout_s,
                 )
                 return EXIT_INIT_FAILED
+            self._take_custody()  # connections the ready workers hand over meanwhile
             fds = [w.ready_fd for w in self.workers if w.ready_fd >= 0]
             if fds:
                 select.select(fds, [], [], _POLL_S)
@@ -168,6 +200,12 @@ class Supervisor:
         assert self._sock is not None
         read_fd, write_fd = os.pipe()
         fd = self._sock.fileno()
+        try:
+            custody: CustodyKeeper | None = CustodyKeeper()
+        except OSError as exc:  # no SOCK_SEQPACKET or memfd here: serve without it
+            logger.warning("no connection custody for a worker: %s", exc)
+            custody = None
+        extra = custody.worker_fds if custody is not None else ()
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -176,13 +214,16 @@ class Supervisor:
                 str(fd),
                 str(write_fd),
                 self.settings.to_json(),
+                *(str(f) for f in extra),
             ],
-            pass_fds=(fd, write_fd),
+            pass_fds=(fd, write_fd, *extra),
             stdin=subprocess.DEVNULL,
             env=self._env,
         )
         os.close(write_fd)
-        return _Worker(proc, read_fd)
+        if custody is not None:
+            custody.close_worker_ends()
+        return _Worker(proc, read_fd, custody)
 
     def _shutdown(self) -> None:
         """SIGTERM the workers, then the inference server; SIGKILL whatever is still running
@@ -193,6 +234,13 @@ class Supervisor:
         for worker in self.workers:
             if worker.ready_fd >= 0:
                 os.close(worker.ready_fd)
+            self._lingering += worker.ended()  # a request a killed worker was stuck in
+        deadline = time.monotonic() + LINGER_S
+        while self._lingering and time.monotonic() < deadline:
+            self._lingering = linger(self._lingering)
+            time.sleep(_CUSTODY_TICK_S)
+        for conn, _ in self._lingering:
+            conn.close()
         if self.server is not None:
             _terminate([self.server], _SERVER_STOP_TIMEOUT_S)
         if self._sock is not None:
@@ -260,6 +308,24 @@ def _ready(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _raise_open_files_limit() -> None:
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _exit_reason(proc: subprocess.Popen) -> str:
+    code = proc.returncode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"pid {proc.pid} was killed by {name}"
+    return f"pid {proc.pid} exited with code {code}"
 
 
 def _terminate(procs: Sequence[subprocess.Popen], timeout: float) -> None:

@@ -1,7 +1,9 @@
 """One scoring worker process: load the entry script, serve the inherited socket.
 
-Started by the supervisor as ``python -m tidal.scoring.worker SOCKET_FD READY_FD SETTINGS_JSON``.
-It writes one byte to READY_FD once it serves, and exits with 3 if the script cannot load.
+Started by the supervisor as ``python -m tidal.scoring.worker SOCKET_FD READY_FD SETTINGS_JSON
+[CUSTODY_FD FLAGS_FD]``. It writes one byte to READY_FD once it serves, and exits with 3 if the
+script cannot load. With the custody descriptors, the supervisor holds a copy of each
+connection and answers it if this worker dies mid-request (``custody.py``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 from tidal.core.child_process import exit_when_orphaned
+from tidal.core.reply import Reply
+from tidal.frontends.http.connection import HttpConnection
 from tidal.frontends.http.transport import HttpService
+from tidal.scoring.custody import CustodyClient
 from tidal.scoring.entry import EntryScriptError, load_entry_script, set_azureml_env
 from tidal.scoring.routes import QUERY_KEY, Authenticator, ScoringHandlers
 from tidal.scoring.settings import ScoreSettings
@@ -58,13 +65,74 @@ def _load_auth(settings: ScoreSettings) -> Authenticator | None:
     return BearerAuth.from_file(settings.auth_keys_file, open_paths=())
 
 
-async def _serve(handlers: ScoringHandlers, sock: socket.socket, ready_fd: int) -> int:
+class _KeptConnection(HttpConnection):
+    """A connection the supervisor holds a copy of (``custody.py``), marked busy while a
+    request is being answered, so that a worker dying in run() still gets its client a 502."""
+
+    custody: CustodyClient  # set on the class before the service starts
+
+    def __init__(self, service: HttpService) -> None:
+        super().__init__(service)
+        self._slot = -1
+        self._fd = -1
+        self._inner = self._handle
+        self._handle = self._handle_kept
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self._discard:
+            self._fd = transport.get_extra_info("socket").fileno()
+            self._slot = self.custody.hold(self._fd)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._slot >= 0:
+            self.custody.release(self._slot, self._fd)
+            self._slot = -1
+        super().connection_lost(exc)
+
+    def _handle_kept(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | Coroutine[Any, Any, Reply]:
+        slot = self._slot
+        if slot < 0:
+            return self._inner(method, path, headers, body)
+        flags = self.custody.flags
+        flags[slot] = 1
+        try:
+            answer = self._inner(method, path, headers, body)
+        except BaseException:
+            flags[slot] = 0
+            raise
+        if isinstance(answer, Reply):
+            flags[slot] = 0
+            return answer
+        return self._finish(answer, slot)
+
+    async def _finish(self, answer: Coroutine[Any, Any, Reply], slot: int) -> Reply:
+        try:
+            return await answer
+        finally:
+            self.custody.flags[slot] = 0
+
+
+class _KeptService(HttpService):
+    def _connection(self) -> HttpConnection:
+        return _KeptConnection(self)
+
+
+async def _serve(
+    handlers: ScoringHandlers, sock: socket.socket, ready_fd: int, custody: CustodyClient | None
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    service_class = HttpService
+    if custody is not None:
+        _KeptConnection.custody = custody
+        service_class = _KeptService
     # GET /score needs the query string: it comes among the headers under QUERY_KEY.
-    service = await HttpService.start(
+    service = await service_class.start(
         handlers,
         sock,
         max_body_size=handlers.settings.max_body_size,
@@ -114,11 +182,12 @@ def main(argv: list[str]) -> int:
         logger.error("cannot set up authentication: %s", exc)
         return EXIT_INIT_FAILED
     handlers = ScoringHandlers(script, settings, auth)
+    custody = CustodyClient(int(argv[3]), int(argv[4])) if len(argv) > 4 else None
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(handlers, sock, ready_fd))
-    return uvloop.run(_serve(handlers, sock, ready_fd))
+        return asyncio.run(_serve(handlers, sock, ready_fd, custody))
+    return uvloop.run(_serve(handlers, sock, ready_fd, custody))
 
 
 if __name__ == "__main__":
