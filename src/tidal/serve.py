@@ -9,17 +9,18 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from tidal.config.settings import ServerSettings
 from tidal.core.child_process import end_children
+from tidal.core.sockets import bind_socket, inherited_socket
 from tidal.examples import example_repository
 from tidal.frontends.grpc.h2 import Bounds, Keepalive, TidalGrpcService
 from tidal.frontends.grpc.server import GrpcService
 from tidal.frontends.http.handlers import HttpHandlers
-from tidal.frontends.http.transport import HttpService
 from tidal.frontends.metrics.access_log import AccessLog
 from tidal.frontends.metrics.service import start_metrics_service
-from tidal.frontends.sockets import bind_socket, inherited_socket
+from tidal.http1.transport import HttpService
 from tidal.security.setup import Security
 from tidal.server.facade import InferenceServer
 
@@ -53,20 +54,10 @@ async def serve(settings: ServerSettings) -> int:
     are still served for that long after the signal, with readiness false, before that.
     """
     _apply_log_verbose(settings.log_verbose)
-    try:
-        access_log = AccessLog.open(settings.access_log) if settings.access_log else None
-    except OSError as exc:
-        logger.error("cannot open the access log '%s': %s", settings.access_log, exc)
+    opened = _open_log_and_security(settings)
+    if opened is None:
         return 1
-    try:
-        security = Security.from_settings(settings)
-    except ValueError as exc:  # an unreadable keys file, certificate or key
-        logger.error("%s", exc)
-        return 1
-    if security.auth is not None:
-        logger.info("bearer-key authentication on, keys from %s", settings.auth_keys_file)
-    if security.ssl_context is not None:
-        logger.info("TLS on for HTTP and gRPC, certificate %s", settings.ssl_certfile)
+    access_log, security = opened
     repositories = [Path(p) for p in settings.model_repository] or [example_repository()]
     server = InferenceServer(settings, repositories)
 
@@ -77,43 +68,28 @@ async def serve(settings: ServerSettings) -> int:
 
     frontends = _Frontends()
     try:
-        await frontends.start(server, settings, access_log, security)
+        http = await frontends.start(server, settings, access_log, security)
     except OSError:  # a port is taken, an address is not ours, ...
         await frontends.shutdown(timeout=0)
         return 1
-    assert frontends.http is not None
-    host, port = frontends.http.sockname[:2]
+    host, port = http.sockname[:2]
     if settings.http_listen_fd >= 0:
         logger.info("HTTP on the inherited socket %s:%d once the models are loaded", host, port)
     else:
         logger.info("HTTP listening at %s:%d while the models load", host, port)
 
     logger.info("loading models from %s", ", ".join(str(p) for p in repositories))
-    loading = asyncio.ensure_future(server.start())
     stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait((loading, stopping), return_when=asyncio.FIRST_COMPLETED)
-    if not loading.done():
-        logger.info("stop signal while the models load: stopping")
-        loading.cancel()
-        await asyncio.wait((loading,))
+    loaded = await _load_unless_stopped(server, settings, stopping)
+    if loaded is None:  # stopped while loading
         return await _shut_down(server, frontends, settings.exit_timeout_secs, access_log)
-    try:
-        failed = loading.result()
-    except ValueError as exc:  # an unusable repository (missing folder, duplicate model)
-        logger.error("%s", exc)
-        failed = None
-    if failed is None or (failed and settings.exit_on_error):
-        if failed:
-            logger.error(
-                "exiting: %d model(s) failed to load (use --exit-on-error=false to serve the rest)",
-                len(failed),
-            )
+    if not loaded:
         stopping.cancel()
         await _shut_down(server, frontends, 0, access_log)
         return 1
     _log_model_table(server)
     _tune_garbage_collector()
-    await frontends.http.serve()  # accepting already, unless on an inherited socket
+    await http.serve()  # accepting already, unless on an inherited socket
     logger.info("Started HTTPService at %s:%d", host, port)
     _log_how_to_call(host, port, server, security.scheme)
 
@@ -121,6 +97,54 @@ async def serve(settings: ServerSettings) -> int:
     if settings.shutdown_delay_secs > 0:
         await _delay_shutdown(server, frontends, settings, stop)
     return await _shut_down(server, frontends, settings.exit_timeout_secs, access_log)
+
+
+def _open_log_and_security(
+    settings: ServerSettings,
+) -> tuple[AccessLog | None, Security] | None:
+    """The access log and the keys/TLS setup; ``None`` (logged) when one cannot be opened."""
+    try:
+        access_log = AccessLog.open(settings.access_log) if settings.access_log else None
+    except OSError as exc:
+        logger.error("cannot open the access log '%s': %s", settings.access_log, exc)
+        return None
+    try:
+        security = Security.from_settings(settings)
+    except ValueError as exc:  # an unreadable keys file, certificate or key
+        logger.error("%s", exc)
+        return None
+    if security.auth is not None:
+        logger.info("bearer-key authentication on, keys from %s", settings.auth_keys_file)
+    if security.ssl_context is not None:
+        logger.info("TLS on for HTTP and gRPC, certificate %s", settings.ssl_certfile)
+    return access_log, security
+
+
+async def _load_unless_stopped(
+    server: InferenceServer, settings: ServerSettings, stopping: asyncio.Future[Any]
+) -> bool | None:
+    """Load the start-up models; ``None`` when a stop signal came first, else whether the
+    server may serve (it may not when the repository is unusable, or a model failed and
+    --exit-on-error is on)."""
+    loading = asyncio.ensure_future(server.start())
+    await asyncio.wait((loading, stopping), return_when=asyncio.FIRST_COMPLETED)
+    if not loading.done():
+        logger.info("stop signal while the models load: stopping")
+        loading.cancel()
+        await asyncio.wait((loading,))
+        return None
+    try:
+        failed = loading.result()
+    except ValueError as exc:  # an unusable repository (missing folder, duplicate model)
+        logger.error("%s", exc)
+        return False
+    if failed and settings.exit_on_error:
+        logger.error(
+            "exiting: %d model(s) failed to load (use --exit-on-error=false to serve the rest)",
+            len(failed),
+        )
+        return False
+    return True
 
 
 def _keepalive(settings: ServerSettings) -> Keepalive:
@@ -146,7 +170,7 @@ class _Frontends:
 
     def __init__(self) -> None:
         self.grpc: GrpcService | TidalGrpcService | None = None
-        self.metrics = None
+        self.metrics: HttpService | None = None
         self.http: HttpService | None = None
 
     async def start(
@@ -155,8 +179,9 @@ class _Frontends:
         settings: ServerSettings,
         access_log: AccessLog | None,
         security: Security | None = None,
-    ) -> None:
-        """Start every service; log and raise ``OSError`` when one cannot listen."""
+    ) -> HttpService:
+        """Start every service and return the HTTP one; log and raise ``OSError`` when one
+        cannot listen."""
         # gRPC first, as Triton does: once HTTP announces itself, both protocols answer.
         if settings.allow_grpc:
             try:
@@ -233,6 +258,7 @@ class _Frontends:
             # them: leave them to the processes sharing it until the models are loaded.
             start_serving=settings.http_listen_fd < 0,
         )
+        return self.http
 
     async def shutdown(self, timeout: float) -> None:
         """Stop HTTP and gRPC (requests in flight get ``timeout`` seconds); metrics stay up

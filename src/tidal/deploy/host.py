@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from tidal.core.child_process import die_with_parent
+from tidal.core.sockets import bind_socket
 from tidal.deploy import state
 from tidal.deploy.processes import free_port
-from tidal.frontends.sockets import bind_socket
 
 logger = logging.getLogger("tidal.deploy.host")
 

@@ -9,8 +9,8 @@ import socket
 import time
 from pathlib import Path
 
+from tidal.core.sockets import bind_socket
 from tidal.deploy.errors import ServiceError
-from tidal.frontends.sockets import bind_socket
 
 __all__ = ["bind_public", "free_port", "host_alive", "port_free", "stop_group", "wait_port_free"]
 

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Sequence
 
 from tidal.core.child_process import die_with_parent, end_children
-from tidal.frontends.sockets import bind_socket
+from tidal.core.sockets import bind_socket
 from tidal.scoring.custody import LINGER_S, CustodyKeeper, linger
 from tidal.scoring.settings import ScoreSettings
 from tidal.scoring.worker import EXIT_INIT_FAILED, SHUTDOWN_GRACE_S

@@ -22,8 +22,8 @@ from typing import Any
 
 from tidal.core.child_process import exit_when_orphaned
 from tidal.core.reply import Reply
-from tidal.frontends.http.connection import HttpConnection
-from tidal.frontends.http.transport import HttpService
+from tidal.http1.connection import HttpConnection
+from tidal.http1.transport import HttpService
 from tidal.scoring.custody import CustodyClient
 from tidal.scoring.entry import EntryScriptError, load_entry_script, set_azureml_env
 from tidal.scoring.routes import QUERY_KEY, Authenticator, ScoringHandlers
@@ -116,7 +116,7 @@ class _KeptConnection(HttpConnection):
 
 
 class _KeptService(HttpService):
-    def _connection(self) -> HttpConnection:
+    def new_connection(self) -> HttpConnection:
         return _KeptConnection(self)
 
 

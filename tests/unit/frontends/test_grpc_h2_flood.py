@@ -12,8 +12,8 @@ from tritonclient.grpc import aio as grpcclient_aio
 from tritonclient.grpc import service_pb2 as pb
 
 from tidal.frontends.grpc.h2 import Keepalive
-from tidal.frontends.grpc.h2 import receiving as h2_receiving
 from tidal.frontends.grpc.h2 import frames as f
+from tidal.frontends.grpc.h2 import receiving as h2_receiving
 from tidal.frontends.grpc.h2.limits import RESET_BURST
 from tidal.frontends.grpc.h2.messages import frame
 

@@ -19,10 +19,10 @@ import orjson
 import uvloop
 
 from tidal.config.settings import ServerSettings
+from tidal.core.sockets import bind_socket
 from tidal.examples import example_repository
 from tidal.frontends.http.handlers import HttpHandlers, Reply
-from tidal.frontends.http.transport import HttpConnection, HttpService
-from tidal.frontends.sockets import bind_socket
+from tidal.http1.transport import HttpConnection, HttpService
 from tidal.server.facade import InferenceServer
 
 TEST_TIMEOUT_S = 5.0

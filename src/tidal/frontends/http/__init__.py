@@ -2,6 +2,6 @@
 
 from tidal.frontends.http.asgi import HttpFrontend
 from tidal.frontends.http.handlers import HttpHandlers
-from tidal.frontends.http.transport import HttpService
+from tidal.http1.transport import HttpService
 
 __all__ = ["HttpFrontend", "HttpHandlers", "HttpService"]

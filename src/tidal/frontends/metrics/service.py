@@ -15,10 +15,10 @@ from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector
 
 from tidal.core.reply import Reply, error_reply
-from tidal.frontends.http.transport import HttpService
 from tidal.frontends.metrics.collector import ModelMetricsCollector, StatisticsSource
 from tidal.frontends.metrics.exposition import CONTENT_TYPE, render
 from tidal.frontends.metrics.system import HostMetricsCollector
+from tidal.http1.transport import HttpService
 
 logger = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ import asyncio
 import logging
 import ssl as ssl_module
 
+from tidal.core.sockets import bind_socket
 from tidal.frontends.grpc.h2.bounds import Bounds
 from tidal.frontends.grpc.h2.connection import H2Connection
 from tidal.frontends.grpc.h2.methods import method_table
 from tidal.frontends.grpc.h2.upkeep import Keepalive, Ticks
 from tidal.frontends.grpc.server import MAX_MESSAGE_BYTES
 from tidal.frontends.grpc.service import InferenceServicer
-from tidal.frontends.sockets import bind_socket
 from tidal.security.auth import BearerAuth
 from tidal.security.restricted import GrpcRestriction
 from tidal.server.facade import InferenceServer

@@ -16,7 +16,7 @@ from typing import Protocol
 import httptools
 
 from tidal.core.reply import Reply, error_reply
-from tidal.frontends.http.wire import CLOSE_AFTER, KEEP, KEEP_10
+from tidal.http1.wire import CLOSE_AFTER, KEEP, KEEP_10
 
 logger = logging.getLogger(__name__)
 

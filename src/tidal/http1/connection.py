@@ -27,11 +27,11 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from tidal.core.reply import Reply, error_reply
-from tidal.frontends.http.parsing import RequestParser, refusal
-from tidal.frontends.http.wire import CLOSE_AFTER, CONTINUE, write_reply
+from tidal.http1.parsing import RequestParser, refusal
+from tidal.http1.wire import CLOSE_AFTER, CONTINUE, write_reply
 
 if TYPE_CHECKING:
-    from tidal.frontends.http.transport import HttpService
+    from tidal.http1.transport import HttpService
 
 logger = logging.getLogger(__name__)
 

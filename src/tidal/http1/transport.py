@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 
 from tidal.core.reply import Reply, RequestHandler, error_reply
-from tidal.frontends.http.connection import HttpConnection
-from tidal.frontends.http.parsing import HeadCheck, TooLarge, too_big
+from tidal.http1.connection import HttpConnection
+from tidal.http1.parsing import HeadCheck, TooLarge, too_big
 
 __all__ = ["HttpConnection", "HttpService"]
 
@@ -111,7 +111,7 @@ class HttpService:
         )
         service._sockname = sock.getsockname()
         service._server = await service.loop.create_server(
-            service._connection, sock=sock, backlog=backlog, ssl=ssl, start_serving=start_serving
+            service.new_connection, sock=sock, backlog=backlog, ssl=ssl, start_serving=start_serving
         )
         service._start_ticker()
         return service
@@ -140,7 +140,8 @@ class HttpService:
         """The listening address, as ``socket.getsockname`` gives it."""
         return self._sockname
 
-    def _connection(self) -> HttpConnection:
+    def new_connection(self) -> HttpConnection:
+        """The protocol for one accepted connection; a subclass may return its own kind."""
         return HttpConnection(self)
 
     def _admit(self, connection: HttpConnection) -> bool:
