@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tritonclient.grpc import model_config_pb2 as pb
+
 from tidal.config.ensemble import check_ensemble_config
 from tidal.config.model_config import InstanceGroup, ModelConfig, TensorConfig
 from tidal.config.pbtxt import ConfigError
@@ -44,8 +46,20 @@ def validate_config(config: ModelConfig) -> None:
     if policy.kind == "latest" and policy.num_versions < 1:
         raise ConfigError(f"{where}: version_policy latest num_versions must be >= 1")
     _validate_batching(where, config)
+    _refuse_sequence_batching(where, config)
     if config.is_ensemble or config.ensemble_steps:
         check_ensemble_config(config)
+
+
+def _refuse_sequence_batching(where: str, config: ModelConfig) -> None:
+    # A stateful model served without its sequence scheduler would load and answer each
+    # request as if it began a new sequence: wrong answers, so it does not load at all.
+    if config.source and pb.ModelConfig.FromString(config.source).HasField("sequence_batching"):
+        raise ConfigError(
+            f"{where}: sequence_batching is not supported by this server "
+            "(the model keeps state across a sequence); remove the block or serve the model "
+            "with a server that has a sequence batcher"
+        )
 
 
 def _validate_tensors(where: str, kind: str, tensors: tuple[TensorConfig, ...]) -> None:

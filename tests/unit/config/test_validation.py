@@ -191,3 +191,29 @@ def test_other_version_policies_need_no_count():
     validate_config(
         replace(VALID, version_policy=VersionPolicy(kind="specific", num_versions=0, versions=(1,)))
     )
+
+
+# -- scheduling tidal does not run ------------------------------------------------------------
+
+
+def test_sequence_batching_is_a_load_error_that_names_the_field():
+    config = parse_config_text(
+        'name: "acc"\nmax_batch_size: 8\n'
+        'input [{ name: "x" data_type: TYPE_FP32 dims: [1] }]\n'
+        'output [{ name: "y" data_type: TYPE_FP32 dims: [1] }]\n'
+        "sequence_batching { max_sequence_idle_microseconds: 5000000 direct {} }\n",
+        model_name="acc",
+    )
+    with pytest.raises(ConfigError, match=r"model 'acc': sequence_batching is not supported"):
+        validate_config(config)
+
+
+def test_dynamic_batching_config_from_text_still_validates():
+    config = parse_config_text(
+        'name: "m"\nmax_batch_size: 8\n'
+        'input [{ name: "x" data_type: TYPE_FP32 dims: [1] }]\n'
+        'output [{ name: "y" data_type: TYPE_FP32 dims: [1] }]\n'
+        "dynamic_batching {}\n",
+        model_name="m",
+    )
+    validate_config(config)
